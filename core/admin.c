@@ -1,0 +1,117 @@
+/*
+ * admin.c: handlers of the admin API and the probes.
+ *
+ * GET /v1/status reports what the daemon runs (version, state, listeners; plugins arrive with
+ * the plugin loader) so the city and the ministry can see each installation (incident I7).
+ * /healthz says the loop is alive; /readyz says whether it should get traffic (not while
+ * draining).  /metrics renders the registry in metrics.c.  Loop thread only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "admin.h"
+#include "server.h"
+
+static struct server *admin_server(struct conn *c)
+{
+	return conn_listener(c)->server;
+}
+
+/* Sends a JSON value (stolen) as the answer. */
+static void admin_json(struct http_response *resp, int status, json_t *value)
+{
+	char *text = value ? json_dumps(value, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(value);
+	if (text == NULL) {
+		http_response_problem(resp, 500, "INTERNAL", "Internal error", "out of memory",
+				      NULL);
+		return;
+	}
+	http_response_body(resp, status, "application/json", text, strlen(text));
+	free(text);
+}
+
+static void admin_format_time(time_t t, char *out, size_t size)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *admin_listener_json(const struct listener *l)
+{
+	return json_pack("{s:s, s:s, s:i, s:b}", "name", l->name, "address", l->address,
+			 "connections", (int)l->connections, "tls", l->ssl_ctx != NULL);
+}
+
+static void handle_status(struct conn *c, const struct http_request *req,
+			  struct http_response *resp)
+{
+	struct server *s = admin_server(c);
+	char started[32];
+	admin_format_time(s->started_at, started, sizeof started);
+	json_t *listeners = json_array();
+	json_array_append_new(listeners, admin_listener_json(&s->store));
+	json_array_append_new(listeners, admin_listener_json(&s->admin));
+	if (s->cfg->metrics.enabled)
+		json_array_append_new(listeners, admin_listener_json(&s->metrics));
+	json_t *status = json_pack("{s:s, s:s, s:i, s:s, s:I, s:s, s:o, s:[]}", "version",
+				   PACKAGE_VERSION, "state", s->draining ? "draining" : "serving",
+				   "pid", (int)getpid(), "started_at", started, "uptime_seconds",
+				   (json_int_t)(time(NULL) - s->started_at), "config", s->cfg->path,
+				   "listeners", listeners, "plugins");
+	admin_json(resp, 200, status);
+}
+
+static void handle_healthz(struct conn *c, const struct http_request *req,
+			   struct http_response *resp)
+{
+	http_response_body(resp, 200, "text/plain; charset=utf-8", "ok\n", 3);
+}
+
+static void handle_readyz(struct conn *c, const struct http_request *req,
+			  struct http_response *resp)
+{
+	if (admin_server(c)->draining)
+		http_response_body(resp, 503, "text/plain; charset=utf-8", "draining\n", 9);
+	else
+		http_response_body(resp, 200, "text/plain; charset=utf-8", "ready\n", 6);
+}
+
+static void handle_metrics(struct conn *c, const struct http_request *req,
+			   struct http_response *resp)
+{
+	size_t len = 0;
+	char *text = metrics_render(&len);
+	if (text == NULL) {
+		http_response_problem(resp, 500, "INTERNAL", "Internal error", "out of memory",
+				      req->id);
+		return;
+	}
+	http_response_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+	free(text);
+}
+
+const struct route admin_store_routes[] = {
+	{HTTP_GET, "/healthz", handle_healthz},
+};
+const size_t admin_store_route_count = sizeof admin_store_routes / sizeof admin_store_routes[0];
+
+const struct route admin_admin_routes[] = {
+	{HTTP_GET, "/v1/status", handle_status},   {HTTP_GET, "/metrics", handle_metrics},
+	{HTTP_GET, "/healthz", handle_healthz},    {HTTP_GET, "/readyz", handle_readyz},
+};
+const size_t admin_admin_route_count = sizeof admin_admin_routes / sizeof admin_admin_routes[0];
+
+const struct route admin_metrics_routes[] = {
+	{HTTP_GET, "/metrics", handle_metrics},
+	{HTTP_GET, "/healthz", handle_healthz},
+	{HTTP_GET, "/readyz", handle_readyz},
+};
+const size_t admin_metrics_route_count =
+	sizeof admin_metrics_routes / sizeof admin_metrics_routes[0];

@@ -1,0 +1,925 @@
+/*
+ * config.c: loads madoguchi.yaml into an immutable struct config.
+ *
+ * The file is read into one libyaml document (yaml_parser_load), so every node keeps its
+ * position.  A small schema walker then checks the document against the tables below: a
+ * section is a table of fields, and a field names its key, its kind (which fixes how the text
+ * is parsed and which values are allowed) and where the result goes.  Defaults are written
+ * before the walk, so an absent optional key keeps its default.  The first error stops the walk
+ * and is reported as "file:line:column: message" (1-based) at the node at fault: the value for
+ * a bad value, the key for an unknown or duplicate key, the mapping for a missing key.
+ *
+ * Nothing here keeps global state, so config_load() may run on any thread (a reload runs it on
+ * the loop thread).  A struct config is not modified after config_load() returns; the
+ * reference count is its only mutable member and is changed with atomic builtins only.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "config.h"
+
+#define KIB (UINT64_C(1024))
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define SECOND_MS (UINT64_C(1000))
+#define MINUTE_MS (SECOND_MS * 60)
+#define HOUR_MS (MINUTE_MS * 60)
+
+/* Longest part of a user's value quoted back in a message. */
+#define SHOWN_MAX 80
+
+/* How a field's text is read and checked; the kind also fixes the C type it is stored as. */
+enum field_kind {
+	KIND_SECTION,     /* a mapping, described by field.section */
+	KIND_PATH,        /* char *: a path, made absolute against the config directory */
+	KIND_FILE,        /* char *: a path that must name a readable regular file */
+	KIND_ADDRESS,     /* char *: numeric IPv4 or IPv6 address */
+	KIND_GROUP,       /* char *: name of an existing group */
+	KIND_INTEGER,     /* unsigned integer of field.size bytes, in [min, max] */
+	KIND_SIZE,        /* as KIND_INTEGER, written as bytes with an optional KiB/MiB/GiB */
+	KIND_DURATION,    /* as KIND_INTEGER, in milliseconds, written as "250ms", "10s", ... */
+	KIND_MODE,        /* as KIND_INTEGER, an octal file mode up to 0777 */
+	KIND_LOG_LEVEL,   /* enum config_log_level */
+	KIND_BOOL,        /* bool */
+	KIND_TLS_VERSION, /* int: 12 or 13 */
+};
+
+#define FIELD_REQUIRED 1u     /* missing key is an error */
+#define FIELD_SETS_PRESENT 2u /* section: the bool at aux becomes true when the key is there */
+#define FIELD_RECORDS_MARK 4u /* section: the key's position is stored at aux */
+
+/* One key of a section.  Offsets are from the base of the enclosing section's struct. */
+struct field {
+	const char *name; /* NULL ends a table */
+	enum field_kind kind;
+	unsigned flags;
+	size_t offset;
+	size_t size;                 /* of the member, for the integer kinds */
+	uint64_t min, max;           /* allowed range, for the integer kinds */
+	const struct field *section; /* KIND_SECTION: its keys, offsets from this field's member */
+	size_t aux;                  /* FIELD_SETS_PRESENT / FIELD_RECORDS_MARK: offset in it */
+};
+
+#define AT(type, member) .offset = offsetof(type, member), .size = sizeof(((type *)0)->member)
+
+/* A section has at most this many keys (the "seen" set in config_walk_section). */
+#define SECTION_KEYS_MAX 16
+
+static const struct field limits_fields[] = {
+	{.name = "max_connections", .kind = KIND_INTEGER, AT(struct config_limits, max_connections),
+	 .min = 1, .max = 1000000},
+	{.name = "max_header_bytes", .kind = KIND_SIZE, AT(struct config_limits, max_header_bytes),
+	 .min = KIB, .max = MIB},
+	{.name = "max_body_bytes", .kind = KIND_SIZE, AT(struct config_limits, max_body_bytes),
+	 .min = 1, .max = GIB},
+	{.name = "header_timeout", .kind = KIND_DURATION,
+	 AT(struct config_limits, header_timeout_ms), .min = 1, .max = HOUR_MS},
+	{.name = "body_timeout", .kind = KIND_DURATION, AT(struct config_limits, body_timeout_ms),
+	 .min = 1, .max = HOUR_MS},
+	{.name = "idle_timeout", .kind = KIND_DURATION, AT(struct config_limits, idle_timeout_ms),
+	 .min = 1, .max = HOUR_MS},
+	{.name = "max_requests_per_connection", .kind = KIND_INTEGER,
+	 AT(struct config_limits, max_requests_per_connection), .min = 1, .max = 10000000},
+	{.name = NULL},
+};
+
+static const struct field tls_fields[] = {
+	{.name = "certificate", .kind = KIND_FILE, .flags = FIELD_REQUIRED,
+	 AT(struct config_tls, certificate)},
+	{.name = "key", .kind = KIND_FILE, .flags = FIELD_REQUIRED, AT(struct config_tls, key)},
+	{.name = "client_ca", .kind = KIND_FILE, .flags = FIELD_REQUIRED,
+	 AT(struct config_tls, client_ca)},
+	{.name = "min_version", .kind = KIND_TLS_VERSION, AT(struct config_tls, min_version)},
+	{.name = NULL},
+};
+
+static const struct field store_fields[] = {
+	{.name = "address", .kind = KIND_ADDRESS, .flags = FIELD_REQUIRED,
+	 AT(struct config_store_listener, address)},
+	{.name = "port", .kind = KIND_INTEGER, .flags = FIELD_REQUIRED,
+	 AT(struct config_store_listener, port), .min = 0, .max = 65535},
+	{.name = "tls", .kind = KIND_SECTION, .flags = FIELD_REQUIRED | FIELD_RECORDS_MARK,
+	 AT(struct config_store_listener, tls), .section = tls_fields,
+	 .aux = offsetof(struct config_tls, mark)},
+	{.name = "limits", .kind = KIND_SECTION, AT(struct config_store_listener, limits),
+	 .section = limits_fields},
+	{.name = NULL},
+};
+
+static const struct field admin_fields[] = {
+	{.name = "unix", .kind = KIND_PATH, .flags = FIELD_REQUIRED,
+	 AT(struct config_admin_listener, unix_path)},
+	{.name = "mode", .kind = KIND_MODE, AT(struct config_admin_listener, mode), .min = 0,
+	 .max = 0777},
+	{.name = "group", .kind = KIND_GROUP, AT(struct config_admin_listener, group)},
+	{.name = "limits", .kind = KIND_SECTION, AT(struct config_admin_listener, limits),
+	 .section = limits_fields},
+	{.name = NULL},
+};
+
+static const struct field metrics_fields[] = {
+	{.name = "address", .kind = KIND_ADDRESS, .flags = FIELD_REQUIRED,
+	 AT(struct config_metrics_listener, address)},
+	{.name = "port", .kind = KIND_INTEGER, .flags = FIELD_REQUIRED,
+	 AT(struct config_metrics_listener, port), .min = 0, .max = 65535},
+	{.name = "limits", .kind = KIND_SECTION, AT(struct config_metrics_listener, limits),
+	 .section = limits_fields},
+	{.name = NULL},
+};
+
+/* The sections below live directly in struct config: their offsets are from its start. */
+static const struct field listeners_fields[] = {
+	{.name = "store", .kind = KIND_SECTION, .flags = FIELD_REQUIRED, AT(struct config, store),
+	 .section = store_fields},
+	{.name = "admin", .kind = KIND_SECTION, .flags = FIELD_REQUIRED, AT(struct config, admin),
+	 .section = admin_fields},
+	{.name = "metrics", .kind = KIND_SECTION, .flags = FIELD_SETS_PRESENT,
+	 AT(struct config, metrics), .section = metrics_fields,
+	 .aux = offsetof(struct config_metrics_listener, enabled)},
+	{.name = NULL},
+};
+
+static const struct field log_fields[] = {
+	{.name = "level", .kind = KIND_LOG_LEVEL, AT(struct config, log.level)},
+	{.name = "access", .kind = KIND_BOOL, AT(struct config, log.access)},
+	{.name = NULL},
+};
+
+static const struct field shutdown_fields[] = {
+	{.name = "drain_timeout", .kind = KIND_DURATION, AT(struct config, drain_timeout_ms),
+	 .min = 0, .max = HOUR_MS},
+	{.name = NULL},
+};
+
+static const struct field top_fields[] = {
+	{.name = "data_dir", .kind = KIND_PATH, AT(struct config, data_dir)},
+	{.name = "listeners", .kind = KIND_SECTION, .flags = FIELD_REQUIRED, .offset = 0,
+	 .section = listeners_fields},
+	{.name = "log", .kind = KIND_SECTION, .offset = 0, .section = log_fields},
+	{.name = "shutdown", .kind = KIND_SECTION, .offset = 0, .section = shutdown_fields},
+	{.name = NULL},
+};
+
+static const char *const level_names[] = {
+	[CONFIG_LOG_DEBUG] = "debug",
+	[CONFIG_LOG_INFO] = "info",
+	[CONFIG_LOG_WARN] = "warn",
+	[CONFIG_LOG_ERROR] = "error",
+};
+
+/* State of one config_load_opts() call. */
+struct loader {
+	const char *file;        /* as the caller named it, for messages */
+	const char *dir;         /* absolute directory of the file, for relative paths */
+	unsigned flags;          /* CONFIG_SKIP_FILE_CHECKS */
+	yaml_document_t *doc;
+	unsigned char *visited;  /* per node: already walked (so it is the target of an alias) */
+	struct config_error *err;
+};
+
+/* Fills err with "file:line:column: " and the formatted message.  Returns -1 for "return
+ * config_fail_at(...)". */
+__attribute__((format(printf, 3, 4))) static int
+config_fail_at(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
+{
+	char *msg = ld->err->msg;
+	int n = snprintf(msg, CONFIG_ERROR_MAX, "%s:%zu:%zu: ", ld->file, mark.line + 1,
+			 mark.column + 1);
+	if (n >= 0 && n < CONFIG_ERROR_MAX) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg + n, (size_t)(CONFIG_ERROR_MAX - n), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* Fills err with "file: " and the formatted message, for errors with no position. */
+__attribute__((format(printf, 3, 4))) static int
+config_fail(struct config_error *err, const char *file, const char *fmt, ...)
+{
+	int n = snprintf(err->msg, CONFIG_ERROR_MAX, "%s: ", file);
+	if (n >= 0 && n < CONFIG_ERROR_MAX) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err->msg + n, (size_t)(CONFIG_ERROR_MAX - n), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* Length of text to quote back in a message: all of it, up to SHOWN_MAX bytes. */
+static int config_shown(const char *text)
+{
+	size_t len = strlen(text);
+	return (int)(len < SHOWN_MAX ? len : SHOWN_MAX);
+}
+
+/* A unit suffix and how many base units (bytes, milliseconds) it stands for. */
+struct unit {
+	const char *suffix;
+	uint64_t scale;
+};
+
+static const struct unit integer_units[] = {{"", 1}, {NULL, 0}};
+static const struct unit size_units[] = {{"", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB},
+					 {NULL, 0}};
+static const struct unit duration_units[] = {{"", SECOND_MS}, {"ms", 1}, {"s", SECOND_MS},
+					     {"m", MINUTE_MS}, {"h", HOUR_MS}, {NULL, 0}};
+
+/* Parses decimal digits followed by exactly one of the suffixes in units.  Returns 0 and sets
+ * *out, -1 if the text has another form, -2 if it has the right form but exceeds 64 bits. */
+static int config_parse_scaled(const char *text, const struct unit *units, uint64_t *out)
+{
+	const char *p = text;
+	uint64_t n = 0;
+	bool overflow = false;
+
+	if (text == NULL || *p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+		if (n > (UINT64_MAX - d) / 10)
+			overflow = true;
+		else
+			n = n * 10 + d;
+	}
+	for (; units->suffix != NULL; units++) {
+		if (strcmp(p, units->suffix) != 0)
+			continue;
+		if (overflow || n > UINT64_MAX / units->scale)
+			return -2;
+		*out = n * units->scale;
+		return 0;
+	}
+	return -1;
+}
+
+int config_parse_duration(const char *text, uint64_t *ms)
+{
+	return config_parse_scaled(text, duration_units, ms) == 0 ? 0 : -1;
+}
+
+int config_parse_size(const char *text, uint64_t *bytes)
+{
+	return config_parse_scaled(text, size_units, bytes) == 0 ? 0 : -1;
+}
+
+/* Writes v as the shortest exact text config_parse_size() reads back ("16KiB", "1000"). */
+static void config_format_size(char *buf, size_t cap, uint64_t v)
+{
+	if (v != 0 && v % GIB == 0)
+		snprintf(buf, cap, "%" PRIu64 "GiB", v / GIB);
+	else if (v != 0 && v % MIB == 0)
+		snprintf(buf, cap, "%" PRIu64 "MiB", v / MIB);
+	else if (v != 0 && v % KIB == 0)
+		snprintf(buf, cap, "%" PRIu64 "KiB", v / KIB);
+	else
+		snprintf(buf, cap, "%" PRIu64, v);
+}
+
+/* Writes ms as the shortest exact text config_parse_duration() reads back ("1h", "250ms"). */
+static void config_format_duration(char *buf, size_t cap, uint64_t ms)
+{
+	if (ms != 0 && ms % HOUR_MS == 0)
+		snprintf(buf, cap, "%" PRIu64 "h", ms / HOUR_MS);
+	else if (ms != 0 && ms % MINUTE_MS == 0)
+		snprintf(buf, cap, "%" PRIu64 "m", ms / MINUTE_MS);
+	else if (ms % SECOND_MS == 0)
+		snprintf(buf, cap, "%" PRIu64 "s", ms / SECOND_MS);
+	else
+		snprintf(buf, cap, "%" PRIu64 "ms", ms);
+}
+
+/*
+ * Returns dir/path (or path alone when it is absolute) with "." components and repeated
+ * slashes removed, malloc'd, or NULL when out of memory.  dir must be absolute.  ".." is kept:
+ * removing it lexically would be wrong when the component before it is a symbolic link.
+ */
+static char *config_resolve_path(const char *dir, const char *path)
+{
+	size_t cap = strlen(dir) + strlen(path) + 2;
+	char *out = malloc(cap);
+	if (out == NULL)
+		return NULL;
+	if (path[0] == '/')
+		snprintf(out, cap, "%s", path);
+	else
+		snprintf(out, cap, "%s/%s", dir, path);
+
+	/* In place: each "/component" written was at least as long in the input read so far. */
+	size_t w = 0;
+	const char *r = out;
+	while (*r != '\0') {
+		while (*r == '/')
+			r++;
+		const char *start = r;
+		while (*r != '\0' && *r != '/')
+			r++;
+		size_t n = (size_t)(r - start);
+		if (n == 0 || (n == 1 && start[0] == '.'))
+			continue;
+		out[w++] = '/';
+		memmove(out + w, start, n);
+		w += n;
+	}
+	if (w == 0)
+		out[w++] = '/';
+	out[w] = '\0';
+	return out;
+}
+
+/* Looks up a group by name without the static buffer of getgrnam().  Returns 1 if it exists,
+ * 0 if not, -1 with errno set if the lookup itself failed. */
+static int config_group_exists(const char *name)
+{
+	for (size_t cap = 1024; cap <= 1024 * 1024; cap *= 4) {
+		struct group gr, *found = NULL;
+		char *buf = malloc(cap);
+		if (buf == NULL) {
+			errno = ENOMEM;
+			return -1;
+		}
+		int rc = getgrnam_r(name, &gr, buf, cap, &found);
+		free(buf);
+		if (rc == ERANGE)
+			continue;
+		if (rc == 0 || rc == ENOENT || rc == ESRCH)
+			return found != NULL;
+		errno = rc;
+		return -1;
+	}
+	errno = ERANGE;
+	return -1;
+}
+
+/* True for a plain scalar YAML reads as null: "key:" with nothing after it, "~" or "null". */
+static bool config_node_is_null(const yaml_node_t *node)
+{
+	if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	const char *s = (const char *)node->data.scalar.value;
+	return s[0] == '\0' || strcmp(s, "~") == 0 || strcasecmp(s, "null") == 0;
+}
+
+static const char *config_node_kind(const yaml_node_t *node)
+{
+	switch (node->type) {
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	default:
+		return "a single value";
+	}
+}
+
+/* Returns the node with this index, or NULL with err filled when the walk has reached it once
+ * already: that only happens through a YAML alias, which the config does not support. */
+static yaml_node_t *config_visit(struct loader *ld, int index)
+{
+	yaml_node_t *node = yaml_document_get_node(ld->doc, index);
+	if (node == NULL) {
+		snprintf(ld->err->msg, CONFIG_ERROR_MAX, "%s: malformed YAML document", ld->file);
+		return NULL;
+	}
+	if (ld->visited[index - 1]) {
+		config_fail_at(ld, node->start_mark,
+			       "YAML anchors and aliases are not supported; write the value out "
+			       "in each place (this node is used more than once)");
+		return NULL;
+	}
+	ld->visited[index - 1] = 1;
+	return node;
+}
+
+/* Stores v in an unsigned member of size bytes (checked against its range before). */
+static void config_store_uint(void *dst, size_t size, uint64_t v)
+{
+	switch (size) {
+	case sizeof(uint16_t):
+		*(uint16_t *)dst = (uint16_t)v;
+		break;
+	case sizeof(uint32_t):
+		*(uint32_t *)dst = (uint32_t)v;
+		break;
+	default:
+		*(uint64_t *)dst = v;
+		break;
+	}
+}
+
+/* Replaces the string at dst by value (malloc'd by the caller), freeing a default. */
+static void config_store_string(void *dst, char *value)
+{
+	char **slot = dst;
+	free(*slot);
+	*slot = value;
+}
+
+/* Checks that path names a readable regular file; name is the key's dotted name. */
+static int config_check_file(struct loader *ld, yaml_node_t *value, const char *name,
+			     const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0 || access(path, R_OK) != 0)
+		return config_fail_at(ld, value->start_mark, "%s: cannot read '%s': %s", name, path,
+				      strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return config_fail_at(ld, value->start_mark, "%s: '%s' is not a regular file", name,
+				      path);
+	return 0;
+}
+
+/* Reads an integer-like field (integer, size, duration, mode) and checks its range. */
+static int config_load_number(struct loader *ld, const struct field *f, yaml_node_t *value,
+			      const char *name, const char *text, void *dst)
+{
+	char lo[32], hi[32];
+	const char *expected;
+	uint64_t v = 0;
+	int rc;
+
+	switch (f->kind) {
+	case KIND_INTEGER:
+		rc = config_parse_scaled(text, integer_units, &v);
+		expected = "an integer";
+		snprintf(lo, sizeof lo, "%" PRIu64, f->min);
+		snprintf(hi, sizeof hi, "%" PRIu64, f->max);
+		break;
+	case KIND_SIZE:
+		rc = config_parse_scaled(text, size_units, &v);
+		expected = "a size in bytes, optionally with a KiB, MiB or GiB suffix (KB, MB and GB "
+			   "are not accepted)";
+		config_format_size(lo, sizeof lo, f->min);
+		config_format_size(hi, sizeof hi, f->max);
+		break;
+	case KIND_DURATION:
+		rc = config_parse_scaled(text, duration_units, &v);
+		expected = "a duration such as 250ms, 10s, 5m or 1h (a bare number is seconds)";
+		config_format_duration(lo, sizeof lo, f->min);
+		config_format_duration(hi, sizeof hi, f->max);
+		break;
+	default: /* KIND_MODE */
+		rc = -1;
+		if (text[0] != '\0' && text[strspn(text, "01234567")] == '\0') {
+			errno = 0;
+			v = strtoull(text, NULL, 8);
+			rc = errno == 0 ? 0 : -2;
+		}
+		expected = "an octal file mode such as 0660";
+		snprintf(lo, sizeof lo, "0%" PRIo64, f->min);
+		snprintf(hi, sizeof hi, "0%" PRIo64, f->max);
+		break;
+	}
+	if (rc == -1)
+		return config_fail_at(ld, value->start_mark, "%s: expected %s, got '%.*s'", name,
+				      expected, config_shown(text), text);
+	if (rc != 0 || v < f->min || v > f->max)
+		return config_fail_at(ld, value->start_mark, "%s: '%.*s' is out of range (%s to %s)",
+				      name, config_shown(text), text, lo, hi);
+	config_store_uint(dst, f->size, v);
+	return 0;
+}
+
+/* Reads a single-value field into dst; name is its dotted name, for messages. */
+static int config_load_scalar(struct loader *ld, const struct field *f, yaml_node_t *value,
+			      const char *name, void *dst)
+{
+	const char *text = (const char *)value->data.scalar.value;
+	char *copy = NULL;
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	if (strlen(text) != value->data.scalar.length)
+		return config_fail_at(ld, value->start_mark, "%s: contains a NUL character", name);
+
+	switch (f->kind) {
+	case KIND_PATH:
+	case KIND_FILE:
+		if (text[0] == '\0')
+			return config_fail_at(ld, value->start_mark, "%s: expected a path, got nothing",
+					      name);
+		copy = config_resolve_path(ld->dir, text);
+		if (copy == NULL)
+			return config_fail_at(ld, value->start_mark, "out of memory");
+		if (f->kind == KIND_FILE && !(ld->flags & CONFIG_SKIP_FILE_CHECKS) &&
+		    config_check_file(ld, value, name, copy) != 0) {
+			free(copy);
+			return -1;
+		}
+		config_store_string(dst, copy);
+		return 0;
+	case KIND_ADDRESS:
+		if (inet_pton(AF_INET, text, addr) != 1 && inet_pton(AF_INET6, text, addr) != 1)
+			return config_fail_at(ld, value->start_mark,
+					      "%s: expected a numeric IPv4 or IPv6 address such as "
+					      "127.0.0.1 or ::1 (host names are not looked up), got "
+					      "'%.*s'",
+					      name, config_shown(text), text);
+		break;
+	case KIND_GROUP:
+		switch (text[0] == '\0' ? 0 : config_group_exists(text)) {
+		case 1:
+			break;
+		case 0:
+			return config_fail_at(ld, value->start_mark,
+					      "%s: group '%.*s' does not exist; create it or remove "
+					      "the key to keep the daemon's own group",
+					      name, config_shown(text), text);
+		default:
+			return config_fail_at(ld, value->start_mark,
+					      "%s: cannot look up group '%.*s': %s", name,
+					      config_shown(text), text, strerror(errno));
+		}
+		break;
+	case KIND_LOG_LEVEL:
+		for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
+			if (strcasecmp(text, level_names[i]) == 0) {
+				*(enum config_log_level *)dst = (enum config_log_level)i;
+				return 0;
+			}
+		}
+		return config_fail_at(ld, value->start_mark,
+				      "%s: expected one of debug, info, warn, error, got '%.*s'", name,
+				      config_shown(text), text);
+	case KIND_BOOL:
+		if (strcasecmp(text, "true") == 0 || strcasecmp(text, "yes") == 0 ||
+		    strcasecmp(text, "on") == 0) {
+			*(bool *)dst = true;
+			return 0;
+		}
+		if (strcasecmp(text, "false") == 0 || strcasecmp(text, "no") == 0 ||
+		    strcasecmp(text, "off") == 0) {
+			*(bool *)dst = false;
+			return 0;
+		}
+		return config_fail_at(ld, value->start_mark,
+				      "%s: expected true or false (or yes/no, on/off), got '%.*s'",
+				      name, config_shown(text), text);
+	case KIND_TLS_VERSION:
+		/* Unquoted 1.2 is a float to YAML, but its text is still "1.2". */
+		if (strcmp(text, "1.2") == 0 || strcmp(text, "1.3") == 0) {
+			*(int *)dst = text[2] == '2' ? 12 : 13;
+			return 0;
+		}
+		return config_fail_at(ld, value->start_mark,
+				      "%s: expected \"1.2\" or \"1.3\", got '%.*s'", name,
+				      config_shown(text), text);
+	default:
+		return config_load_number(ld, f, value, name, text, dst);
+	}
+
+	/* KIND_ADDRESS and KIND_GROUP keep the text as written. */
+	copy = strdup(text);
+	if (copy == NULL)
+		return config_fail_at(ld, value->start_mark, "out of memory");
+	config_store_string(dst, copy);
+	return 0;
+}
+
+static int config_walk_section(struct loader *ld, const struct field *fields, unsigned char *base,
+			       const char *path, yaml_node_t *map, yaml_mark_t where);
+
+/* Reads the value of one known key; key is its key node, name its dotted name. */
+static int config_walk_field(struct loader *ld, const struct field *f, unsigned char *base,
+			     const char *name, yaml_node_t *key, yaml_node_t *value)
+{
+	void *dst = base + f->offset;
+
+	if (f->kind != KIND_SECTION) {
+		if (value->type != YAML_SCALAR_NODE)
+			return config_fail_at(ld, value->start_mark,
+					      "%s: expected a single value, got %s", name,
+					      config_node_kind(value));
+		return config_load_scalar(ld, f, value, name, dst);
+	}
+
+	bool empty = config_node_is_null(value);
+	if (!empty && value->type != YAML_MAPPING_NODE)
+		return config_fail_at(ld, value->start_mark,
+				      "%s: expected a mapping of settings (key: value lines), got %s",
+				      name, config_node_kind(value));
+	if (f->flags & FIELD_SETS_PRESENT)
+		*(bool *)((unsigned char *)dst + f->aux) = true;
+	if (f->flags & FIELD_RECORDS_MARK) {
+		struct config_mark *mark = (struct config_mark *)((unsigned char *)dst + f->aux);
+		mark->line = (int)key->start_mark.line + 1;
+		mark->column = (int)key->start_mark.column + 1;
+	}
+	/* "limits:" with nothing after it is an empty section; what it lacks is reported at the
+	 * key, since the null value has no useful position of its own. */
+	return config_walk_section(ld, f->section, dst, name, empty ? NULL : value,
+				   empty ? key->start_mark : value->start_mark);
+}
+
+/*
+ * Walks one mapping against a table of fields, storing values at base.  map may be NULL for an
+ * empty section.  path is the section's dotted name ("" at the top level); where is the position
+ * at which a missing required key is reported.
+ */
+static int config_walk_section(struct loader *ld, const struct field *fields, unsigned char *base,
+			       const char *path, yaml_node_t *map, yaml_mark_t where)
+{
+	bool seen[SECTION_KEYS_MAX] = {false};
+	char in[128], name[128];
+
+	if (path[0] == '\0')
+		snprintf(in, sizeof in, "at the top level");
+	else
+		snprintf(in, sizeof in, "in %s", path);
+
+	for (yaml_node_pair_t *pair = map ? map->data.mapping.pairs.start : NULL;
+	     map != NULL && pair < map->data.mapping.pairs.top; pair++) {
+		yaml_node_t *key = config_visit(ld, pair->key);
+		if (key == NULL)
+			return -1;
+		if (key->type != YAML_SCALAR_NODE)
+			return config_fail_at(ld, key->start_mark,
+					      "expected a key name %s, got %s", in,
+					      config_node_kind(key));
+		const char *text = (const char *)key->data.scalar.value;
+		if (strlen(text) != key->data.scalar.length)
+			return config_fail_at(ld, key->start_mark,
+					      "key '%.*s' %s contains a NUL character",
+					      config_shown(text), text, in);
+
+		for (yaml_node_pair_t *prev = map->data.mapping.pairs.start; prev < pair; prev++) {
+			yaml_node_t *pk = yaml_document_get_node(ld->doc, prev->key);
+			if (pk->data.scalar.length == key->data.scalar.length &&
+			    memcmp(pk->data.scalar.value, text, key->data.scalar.length) == 0)
+				return config_fail_at(
+					ld, key->start_mark,
+					"duplicate key '%.*s' %s (first given at line %zu)",
+					config_shown(text), text, in, pk->start_mark.line + 1);
+		}
+
+		size_t i = 0;
+		while (fields[i].name != NULL && strcmp(fields[i].name, text) != 0)
+			i++;
+		if (fields[i].name == NULL)
+			return config_fail_at(ld, key->start_mark, "unknown key '%.*s' %s",
+					      config_shown(text), text, in);
+		seen[i] = true;
+
+		yaml_node_t *value = config_visit(ld, pair->value);
+		if (value == NULL)
+			return -1;
+		if (path[0] == '\0')
+			snprintf(name, sizeof name, "%s", fields[i].name);
+		else
+			snprintf(name, sizeof name, "%s.%s", path, fields[i].name);
+		if (config_walk_field(ld, &fields[i], base, name, key, value) != 0)
+			return -1;
+	}
+
+	for (size_t i = 0; fields[i].name != NULL; i++) {
+		if ((fields[i].flags & FIELD_REQUIRED) && !seen[i])
+			return config_fail_at(ld, where, "missing required key '%s' %s",
+					      fields[i].name, in);
+	}
+	return 0;
+}
+
+/* Frees cfg and everything it owns, whatever its reference count. */
+static void config_free(struct config *cfg)
+{
+	free(cfg->path);
+	free(cfg->data_dir);
+	free(cfg->store.address);
+	free(cfg->store.tls.certificate);
+	free(cfg->store.tls.key);
+	free(cfg->store.tls.client_ca);
+	free(cfg->admin.unix_path);
+	free(cfg->admin.group);
+	free(cfg->metrics.address);
+	free(cfg);
+}
+
+/* Returns a config holding every default and one reference, or NULL when out of memory. */
+static struct config *config_new_default(void)
+{
+	static const struct config_limits store_limits = {
+		.max_connections = 1024,
+		.max_header_bytes = 16 * KIB,
+		.max_body_bytes = 64 * KIB,
+		.header_timeout_ms = 10 * SECOND_MS,
+		.body_timeout_ms = 10 * SECOND_MS,
+		.idle_timeout_ms = 60 * SECOND_MS,
+		.max_requests_per_connection = 10000,
+	};
+	static const struct config_limits admin_limits = {
+		.max_connections = 64,
+		.max_header_bytes = 16 * KIB,
+		.max_body_bytes = 16 * MIB,
+		.header_timeout_ms = 10 * SECOND_MS,
+		.body_timeout_ms = 60 * SECOND_MS,
+		.idle_timeout_ms = 300 * SECOND_MS,
+		.max_requests_per_connection = 10000,
+	};
+	static const struct config_limits metrics_limits = {
+		.max_connections = 64,
+		.max_header_bytes = 8 * KIB,
+		.max_body_bytes = 4 * KIB,
+		.header_timeout_ms = 5 * SECOND_MS,
+		.body_timeout_ms = 5 * SECOND_MS,
+		.idle_timeout_ms = 60 * SECOND_MS,
+		.max_requests_per_connection = 10000,
+	};
+	struct config *cfg = calloc(1, sizeof *cfg);
+	if (cfg == NULL)
+		return NULL;
+	cfg->refs = 1;
+	cfg->data_dir = strdup("/var/lib/madoguchi");
+	if (cfg->data_dir == NULL) {
+		config_free(cfg);
+		return NULL;
+	}
+	cfg->store.tls.min_version = 12;
+	cfg->store.limits = store_limits;
+	cfg->admin.mode = 0660;
+	cfg->admin.limits = admin_limits;
+	cfg->metrics.enabled = false;
+	cfg->metrics.limits = metrics_limits;
+	cfg->log.level = CONFIG_LOG_INFO;
+	cfg->log.access = true;
+	cfg->drain_timeout_ms = 30 * SECOND_MS;
+	return cfg;
+}
+
+/* Fills err from a failed yaml_parser_load(); file is the name for messages. */
+static int config_fail_yaml(struct loader *ld, const yaml_parser_t *parser)
+{
+	switch (parser->error) {
+	case YAML_MEMORY_ERROR:
+		return config_fail(ld->err, ld->file, "out of memory while reading the file");
+	case YAML_READER_ERROR:
+		return config_fail(ld->err, ld->file,
+				   "cannot read the file: %s at byte %zu (it must be UTF-8 text)",
+				   parser->problem ? parser->problem : "read error",
+				   parser->problem_offset);
+	default:
+		if (parser->context != NULL)
+			return config_fail_at(ld, parser->problem_mark,
+					      "YAML syntax error: %s (%s at line %zu, column %zu)",
+					      parser->problem ? parser->problem : "unknown error",
+					      parser->context, parser->context_mark.line + 1,
+					      parser->context_mark.column + 1);
+		return config_fail_at(ld, parser->problem_mark, "YAML syntax error: %s",
+				      parser->problem ? parser->problem : "unknown error");
+	}
+}
+
+/* Parses the open file into ld->doc and walks it into cfg.  The caller deletes the document. */
+static int config_read(struct loader *ld, FILE *fp, struct config *cfg, bool *have_doc)
+{
+	yaml_parser_t parser;
+	yaml_document_t extra;
+	int rc = -1;
+
+	if (!yaml_parser_initialize(&parser))
+		return config_fail(ld->err, ld->file, "out of memory");
+	yaml_parser_set_input_file(&parser, fp);
+	if (!yaml_parser_load(&parser, ld->doc)) {
+		config_fail_yaml(ld, &parser);
+		goto out;
+	}
+	*have_doc = true;
+
+	yaml_node_t *root = yaml_document_get_root_node(ld->doc);
+	if (root == NULL) {
+		config_fail_at(ld, ld->doc->start_mark,
+			       "the file is empty; it must hold a mapping with at least 'listeners' "
+			       "(see conf/madoguchi.yaml)");
+		goto out;
+	}
+	/* A second document would be silently ignored; refuse it instead. */
+	if (!yaml_parser_load(&parser, &extra)) {
+		config_fail_yaml(ld, &parser);
+		goto out;
+	}
+	yaml_node_t *second = yaml_document_get_root_node(&extra);
+	if (second != NULL)
+		config_fail_at(ld, second->start_mark,
+			       "only one YAML document is allowed; remove everything from the "
+			       "second '---' on");
+	yaml_document_delete(&extra);
+	if (second != NULL)
+		goto out;
+
+	size_t nodes = (size_t)(ld->doc->nodes.top - ld->doc->nodes.start);
+	ld->visited = calloc(nodes, 1);
+	if (ld->visited == NULL) {
+		config_fail(ld->err, ld->file, "out of memory");
+		goto out;
+	}
+	root = config_visit(ld, 1);
+	if (root == NULL)
+		goto out;
+	if (root->type != YAML_MAPPING_NODE) {
+		config_fail_at(ld, root->start_mark,
+			       "the top level must be a mapping of settings (key: value lines), got %s",
+			       config_node_kind(root));
+		goto out;
+	}
+	rc = config_walk_section(ld, top_fields, (unsigned char *)cfg, "", root, root->start_mark);
+out:
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
+int config_load_opts(const char *path, unsigned flags, struct config **out,
+		     struct config_error *err)
+{
+	char cwd[PATH_MAX];
+	yaml_document_t doc;
+	bool have_doc = false;
+	struct loader ld = {.file = path, .flags = flags, .doc = &doc, .err = err};
+	struct config *cfg = NULL;
+	char *dir = NULL;
+	FILE *fp = NULL;
+	struct stat st;
+	int rc = -1;
+
+	*out = NULL;
+	err->msg[0] = '\0';
+	if (path == NULL || path[0] == '\0')
+		return config_fail(err, "(config)", "no configuration file given");
+
+	fp = fopen(path, "rb");
+	if (fp == NULL)
+		return config_fail(err, path, "cannot open: %s", strerror(errno));
+	if (fstat(fileno(fp), &st) != 0) {
+		config_fail(err, path, "cannot open: %s", strerror(errno));
+		goto out;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		config_fail(err, path, "cannot open: %s", strerror(EISDIR));
+		goto out;
+	}
+
+	cfg = config_new_default();
+	if (cfg == NULL) {
+		config_fail(err, path, "out of memory");
+		goto out;
+	}
+	if (path[0] != '/' && getcwd(cwd, sizeof cwd) == NULL) {
+		config_fail(err, path, "cannot find the current directory: %s", strerror(errno));
+		goto out;
+	}
+	cfg->path = config_resolve_path(path[0] == '/' ? "/" : cwd, path);
+	dir = cfg->path ? strdup(cfg->path) : NULL;
+	if (dir == NULL) {
+		config_fail(err, path, "out of memory");
+		goto out;
+	}
+	char *slash = strrchr(dir, '/');
+	slash[slash == dir ? 1 : 0] = '\0';
+	ld.dir = dir;
+
+	rc = config_read(&ld, fp, cfg, &have_doc);
+out:
+	if (have_doc)
+		yaml_document_delete(&doc);
+	free(ld.visited);
+	free(dir);
+	if (fp != NULL)
+		fclose(fp);
+	if (rc != 0) {
+		if (cfg != NULL)
+			config_free(cfg);
+		return -1;
+	}
+	*out = cfg;
+	return 0;
+}
+
+int config_load(const char *path, struct config **out, struct config_error *err)
+{
+	return config_load_opts(path, 0, out, err);
+}
+
+struct config *config_ref(struct config *cfg)
+{
+	if (cfg != NULL)
+		__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_RELAXED);
+	return cfg;
+}
+
+void config_unref(struct config *cfg)
+{
+	if (cfg != NULL && __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		config_free(cfg);
+}

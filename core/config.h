@@ -1,0 +1,121 @@
+/*
+ * config.h: the appliance's configuration, read from one YAML file.
+ *
+ * config_load() parses the file with libyaml, validates every key against a schema (unknown
+ * keys, wrong types, out-of-range values, missing required keys, unreadable files) and
+ * returns an immutable struct config.  Every error is reported as "file:line:column: message"
+ * so an operator can go straight to the offending line.  Relative paths in the file are
+ * resolved against the directory of the config file.
+ *
+ * A loaded config is never modified.  A reload builds a new one and swaps it in on the loop
+ * thread; whoever still holds the old one (for example a connection that started under it)
+ * keeps it alive through config_ref()/config_unref().  The refcount is atomic, so any thread
+ * may ref or unref.
+ */
+#ifndef MDG_CONFIG_H
+#define MDG_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CONFIG_ERROR_MAX 1024
+
+/* Where a key stood in the file (1-based), kept for errors found after loading. */
+struct config_mark {
+	int line;
+	int column;
+};
+
+/* Filled by config_load() on failure: "file:line:column: message" (or "file: message"). */
+struct config_error {
+	char msg[CONFIG_ERROR_MAX];
+};
+
+enum config_log_level {
+	CONFIG_LOG_DEBUG = 0,
+	CONFIG_LOG_INFO,
+	CONFIG_LOG_WARN,
+	CONFIG_LOG_ERROR,
+};
+
+/* Limits applied to one listener's connections.  All have defaults (see conf/madoguchi.yaml). */
+struct config_limits {
+	uint32_t max_connections;             /* accepted at once; more are closed at accept */
+	uint32_t max_header_bytes;            /* request line + headers; beyond: 431 */
+	uint64_t max_body_bytes;              /* beyond: 413 */
+	uint64_t header_timeout_ms;           /* first byte (or TLS start) to end of headers */
+	uint64_t body_timeout_ms;             /* end of headers to end of body */
+	uint64_t idle_timeout_ms;             /* between requests on a keep-alive connection */
+	uint32_t max_requests_per_connection; /* then the connection is closed after answering */
+};
+
+struct config_tls {
+	char *certificate;              /* PEM chain, absolute path */
+	char *key;                      /* PEM private key, absolute path */
+	char *client_ca;                /* PEM bundle that client certificates must chain to */
+	int min_version;                /* 12 for TLS 1.2, 13 for TLS 1.3 */
+	struct config_mark mark;        /* of the "tls" key, for errors found when loading keys */
+};
+
+struct config_store_listener {
+	char *address;                  /* numeric IPv4 or IPv6 address */
+	uint16_t port;                  /* 0: any free port (reported in the "listening" log line) */
+	struct config_tls tls;
+	struct config_limits limits;
+};
+
+struct config_admin_listener {
+	char *unix_path;                /* absolute path of the Unix socket */
+	uint32_t mode;                  /* file mode of the socket, e.g. 0660 */
+	char *group;                    /* group owning the socket; NULL: the daemon's group */
+	struct config_limits limits;
+};
+
+struct config_metrics_listener {
+	bool enabled;                   /* false when the section is absent */
+	char *address;
+	uint16_t port;
+	struct config_limits limits;
+};
+
+struct config {
+	char *path;                     /* the file it was loaded from, absolute */
+	char *data_dir;                 /* absolute */
+	struct config_store_listener store;
+	struct config_admin_listener admin;
+	struct config_metrics_listener metrics;
+	struct {
+		enum config_log_level level;
+		bool access;            /* one access line per request */
+	} log;
+	uint64_t drain_timeout_ms;      /* SIGTERM: how long in-flight requests may take */
+	int refs;                       /* atomic; see config_ref() */
+};
+
+/*
+ * Loads and validates path.  On success returns 0 and *out holds a config with one reference.
+ * On failure returns -1, *out is NULL and err holds one message naming file, line and column.
+ */
+int config_load(const char *path, struct config **out, struct config_error *err);
+
+/* config_load_opts() flags. */
+#define CONFIG_SKIP_FILE_CHECKS 1u /* do not require the TLS files to exist (checking an example) */
+
+/* As config_load(), with flags: config_load(p, o, e) is config_load_opts(p, 0, o, e). */
+int config_load_opts(const char *path, unsigned flags, struct config **out,
+		     struct config_error *err);
+
+/* Takes a reference; returns cfg for convenience. */
+struct config *config_ref(struct config *cfg);
+
+/* Drops a reference; the last one frees everything.  NULL is ignored. */
+void config_unref(struct config *cfg);
+
+/* Parses a duration such as "250ms", "10s", "5m", "1h" (a bare number is seconds).
+ * Returns 0 and sets *ms, or -1 for anything else (negative, overflow, unknown unit). */
+int config_parse_duration(const char *text, uint64_t *ms);
+
+/* Parses a size such as "65536", "64KiB", "1MiB", "2GiB".  Returns 0 or -1. */
+int config_parse_size(const char *text, uint64_t *bytes);
+
+#endif

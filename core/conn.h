@@ -1,0 +1,93 @@
+/*
+ * conn.h: listeners and their connections.
+ *
+ * A listener accepts TCP or Unix-socket connections, optionally wraps them in TLS (OpenSSL
+ * with memory BIOs, so libuv does all socket I/O), parses HTTP/1.1 with the listener's limits
+ * and timeouts, and hands each complete request to the listener's route table.  Requests on
+ * one connection are answered strictly in order, one at a time; the next pipelined request is
+ * not even parsed until the previous answer is queued, so no two requests share state.
+ *
+ * Loop thread only.  A connection owns everything of its requests and frees it in
+ * conn_close()'s close callback; nothing else keeps a pointer into a connection.
+ */
+#ifndef MDG_CONN_H
+#define MDG_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "metrics.h"
+
+struct conn;
+struct listener;
+struct server;
+
+/* A route handler fills resp for req; the connection sends it. */
+typedef void (*route_fn)(struct conn *c, const struct http_request *req,
+			 struct http_response *resp);
+
+struct route {
+	enum http_method method;
+	const char *path;
+	route_fn handler;
+};
+
+struct listener {
+	const char *name;               /* "store", "admin", "metrics" */
+	struct server *server;
+	union {
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+		uv_stream_t stream;
+		uv_handle_t handle;
+	} h;
+	bool is_unix;
+	bool open;                      /* accepting */
+	SSL_CTX *ssl_ctx;               /* NULL: plaintext; replaced on reload */
+	struct config_limits limits;    /* replaced on reload; connections read it live */
+	const struct route *routes;
+	size_t route_count;
+	char address[256];              /* for status and logs: "127.0.0.1:8443" or a path */
+	uint32_t connections;           /* open now */
+	struct conn *conns;             /* open connections, for drain */
+	metric_value *m_accepted;
+	metric_value *m_rejected;
+	metric_value *m_open;
+	metric_value *m_tls_failures;
+	metric_value *m_timeouts;
+	metric_value *m_requests[600];  /* by status code, created on first use */
+};
+
+/*
+ * Opens the listener: binds, listens and starts accepting.  For TCP, port 0 picks a free port
+ * (l->address then holds the real one).  Returns 0, or a libuv error code with msg filled.
+ */
+int listener_open_tcp(struct listener *l, uv_loop_t *loop, const char *address, uint16_t port,
+		      char *msg, size_t msg_size);
+int listener_open_unix(struct listener *l, uv_loop_t *loop, const char *path, uint32_t mode,
+		       const char *group, char *msg, size_t msg_size);
+
+/* Registers the listener's metric series.  Call once before opening. */
+void listener_init_metrics(struct listener *l);
+
+/* Stops accepting; open connections go on. */
+void listener_stop(struct listener *l);
+
+/*
+ * Drain: idle connections are closed now, busy ones after their current answer (which says
+ * Connection: close).  Call after listener_stop().
+ */
+void listener_drain(struct listener *l);
+
+/* Closes every connection at once (drain timeout). */
+void listener_close_all(struct listener *l);
+
+/* The listener a connection came in on (handlers use it to reach the server). */
+struct listener *conn_listener(const struct conn *c);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * server.h: the daemon's life cycle: start, reload, drain.
+ *
+ * One struct server owns the loop's long-lived handles: the three listeners, the signal
+ * watchers (SIGTERM/SIGINT drain, SIGHUP reload) and the current config.  Loop thread only.
+ */
+#ifndef MDG_SERVER_H
+#define MDG_SERVER_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "conn.h"
+
+struct server {
+	uv_loop_t *loop;
+	struct config *cfg;             /* current; replaced by a successful reload */
+	struct listener store;
+	struct listener admin;
+	struct listener metrics;
+	uv_signal_t sig_term;
+	uv_signal_t sig_int;
+	uv_signal_t sig_hup;
+	uv_check_t log_flusher;         /* flushes buffered log lines once per loop iteration */
+	uv_timer_t drain_timer;
+	bool draining;
+	time_t started_at;
+	metric_value *m_reloads_ok;
+	metric_value *m_reloads_failed;
+};
+
+/*
+ * Opens the listeners of cfg (taking a reference to it) and installs the signal handlers.
+ * Returns 0, or -1 with msg filled; on failure whatever was opened is closed again.
+ */
+int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *msg,
+		 size_t msg_size);
+
+/*
+ * Re-reads the config file.  A valid one replaces the running config: limits at once, TLS
+ * material for new connections.  An invalid one is logged and the running config stays.
+ * Returns 0 when the new config was applied.
+ */
+int server_reload(struct server *s, char *msg, size_t msg_size);
+
+/* Starts draining: stop accepting, finish in-flight requests, then let the loop end. */
+void server_drain(struct server *s);
+
+/* Called by a listener when one of its connections has closed. */
+void server_connection_closed(struct server *s);
+
+#endif
