@@ -173,6 +173,13 @@ static const struct field top_fields[] = {
 	{.name = NULL},
 };
 
+/* The walker's "seen" set must cover every table (the +1 is the NULL end). */
+#define FITS(table) (sizeof(table) / sizeof((table)[0]) <= SECTION_KEYS_MAX + 1)
+_Static_assert(FITS(limits_fields) && FITS(tls_fields) && FITS(store_fields) &&
+		       FITS(admin_fields) && FITS(metrics_fields) && FITS(listeners_fields) &&
+		       FITS(log_fields) && FITS(shutdown_fields) && FITS(top_fields),
+	       "a section has more keys than SECTION_KEYS_MAX");
+
 static const char *const level_names[] = {
 	[CONFIG_LOG_DEBUG] = "debug",
 	[CONFIG_LOG_INFO] = "info",
@@ -462,8 +469,8 @@ static int config_load_number(struct loader *ld, const struct field *f, yaml_nod
 		break;
 	case KIND_SIZE:
 		rc = config_parse_scaled(text, size_units, &v);
-		expected = "a size in bytes, optionally with a KiB, MiB or GiB suffix (KB, MB and GB "
-			   "are not accepted)";
+		expected = "a size in bytes, optionally with a KiB, MiB or GiB suffix "
+			   "(KB, MB and GB are not accepted)";
 		config_format_size(lo, sizeof lo, f->min);
 		config_format_size(hi, sizeof hi, f->max);
 		break;
@@ -489,8 +496,9 @@ static int config_load_number(struct loader *ld, const struct field *f, yaml_nod
 		return config_fail_at(ld, value->start_mark, "%s: expected %s, got '%.*s'", name,
 				      expected, config_shown(text), text);
 	if (rc != 0 || v < f->min || v > f->max)
-		return config_fail_at(ld, value->start_mark, "%s: '%.*s' is out of range (%s to %s)",
-				      name, config_shown(text), text, lo, hi);
+		return config_fail_at(ld, value->start_mark,
+				      "%s: '%.*s' is out of range (%s to %s)", name,
+				      config_shown(text), text, lo, hi);
 	config_store_uint(dst, f->size, v);
 	return 0;
 }
@@ -510,8 +518,8 @@ static int config_load_scalar(struct loader *ld, const struct field *f, yaml_nod
 	case KIND_PATH:
 	case KIND_FILE:
 		if (text[0] == '\0')
-			return config_fail_at(ld, value->start_mark, "%s: expected a path, got nothing",
-					      name);
+			return config_fail_at(ld, value->start_mark,
+					      "%s: expected a path, got nothing", name);
 		copy = config_resolve_path(ld->dir, text);
 		if (copy == NULL)
 			return config_fail_at(ld, value->start_mark, "out of memory");
@@ -525,9 +533,9 @@ static int config_load_scalar(struct loader *ld, const struct field *f, yaml_nod
 	case KIND_ADDRESS:
 		if (inet_pton(AF_INET, text, addr) != 1 && inet_pton(AF_INET6, text, addr) != 1)
 			return config_fail_at(ld, value->start_mark,
-					      "%s: expected a numeric IPv4 or IPv6 address such as "
-					      "127.0.0.1 or ::1 (host names are not looked up), got "
-					      "'%.*s'",
+					      "%s: expected a numeric IPv4 or IPv6 address "
+					      "such as 127.0.0.1 or ::1 (host names are not "
+					      "looked up), got '%.*s'",
 					      name, config_shown(text), text);
 		break;
 	case KIND_GROUP:
@@ -536,8 +544,8 @@ static int config_load_scalar(struct loader *ld, const struct field *f, yaml_nod
 			break;
 		case 0:
 			return config_fail_at(ld, value->start_mark,
-					      "%s: group '%.*s' does not exist; create it or remove "
-					      "the key to keep the daemon's own group",
+					      "%s: group '%.*s' does not exist; create it or "
+					      "remove the key to keep the daemon's own group",
 					      name, config_shown(text), text);
 		default:
 			return config_fail_at(ld, value->start_mark,
@@ -553,8 +561,8 @@ static int config_load_scalar(struct loader *ld, const struct field *f, yaml_nod
 			}
 		}
 		return config_fail_at(ld, value->start_mark,
-				      "%s: expected one of debug, info, warn, error, got '%.*s'", name,
-				      config_shown(text), text);
+				      "%s: expected one of debug, info, warn, error, got '%.*s'",
+				      name, config_shown(text), text);
 	case KIND_BOOL:
 		if (strcasecmp(text, "true") == 0 || strcasecmp(text, "yes") == 0 ||
 		    strcasecmp(text, "on") == 0) {
@@ -610,7 +618,8 @@ static int config_walk_field(struct loader *ld, const struct field *f, unsigned 
 	bool empty = config_node_is_null(value);
 	if (!empty && value->type != YAML_MAPPING_NODE)
 		return config_fail_at(ld, value->start_mark,
-				      "%s: expected a mapping of settings (key: value lines), got %s",
+				      "%s: expected a mapping of settings (key: value lines), "
+				      "got %s",
 				      name, config_node_kind(value));
 	if (f->flags & FIELD_SETS_PRESENT)
 		*(bool *)((unsigned char *)dst + f->aux) = true;
@@ -801,8 +810,8 @@ static int config_read(struct loader *ld, FILE *fp, struct config *cfg, bool *ha
 	yaml_node_t *root = yaml_document_get_root_node(ld->doc);
 	if (root == NULL) {
 		config_fail_at(ld, ld->doc->start_mark,
-			       "the file is empty; it must hold a mapping with at least 'listeners' "
-			       "(see conf/madoguchi.yaml)");
+			       "the file is empty; it must hold a mapping with at least "
+			       "'listeners' (see conf/madoguchi.yaml)");
 		goto out;
 	}
 	/* A second document would be silently ignored; refuse it instead. */
@@ -830,7 +839,8 @@ static int config_read(struct loader *ld, FILE *fp, struct config *cfg, bool *ha
 		goto out;
 	if (root->type != YAML_MAPPING_NODE) {
 		config_fail_at(ld, root->start_mark,
-			       "the top level must be a mapping of settings (key: value lines), got %s",
+			       "the top level must be a mapping of settings (key: value "
+			       "lines), got %s",
 			       config_node_kind(root));
 		goto out;
 	}
