@@ -67,7 +67,7 @@ struct conn {
 	struct http_buf out;          /* scratch for serialising one answer */
 	enum conn_timer_phase timer_phase;
 	uint32_t writes_pending;      /* queued uv_write requests */
-	uint64_t request_begin_ms;    /* loop time of the current request's first byte */
+	uint64_t request_begin_ns;    /* uv_hrtime() at the current request's first byte */
 	int handles_open;
 	bool handshake_done;
 	bool busy;                    /* a request is being answered */
@@ -284,13 +284,19 @@ static void conn_close(struct conn *c)
 {
 	if (c->closing)
 		return;
+	c->closing = true;
 	if (c->ssl != NULL && c->handshake_done && c->writes_pending == 0) {
-		/* Best effort close_notify; the socket closes right after either way. */
+		/* Best effort close_notify, one non-blocking write; the socket closes right after
+		 * either way. */
 		SSL_shutdown(c->ssl);
-		conn_flush_tls(c);
+		char buf[512];
+		int n = BIO_read(c->net_out, buf, sizeof buf);
+		if (n > 0) {
+			uv_buf_t b = uv_buf_init(buf, (unsigned int)n);
+			(void)uv_try_write(&c->h.stream, &b, 1);
+		}
 		ERR_clear_error();
 	}
-	c->closing = true;
 	struct listener *l = c->listener;
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -356,13 +362,22 @@ static void conn_access_log(struct conn *c, const struct http_request *req,
 	struct listener *l = c->listener;
 	if (!l->server->cfg->log.access || !log_enabled(LOG_INFO))
 		return;
-	uint64_t ms = uv_now(l->server->loop) - c->request_begin_ms;
-	/* The route, not the raw target: a target is client-chosen text and could carry
-	 * personal data. */
-	log_event(LOG_INFO, "access", "{s:s, s:s, s:s, s:s, s:i, s:I, s:s*}", "listener", l->name,
-		  "request_id", req->id, "method", req->method_name, "route",
-		  resp->route ? resp->route : "unmatched", "status", resp->status, "duration_ms",
-		  (json_int_t)ms, "code", resp->problem_code);
+	double ms = (double)(uv_hrtime() - c->request_begin_ns) / 1e6;
+	/*
+	 * Formatted by hand: this runs for every request, and every value is one of our own
+	 * tokens (listener and route names from the route table, a method name from the parser's
+	 * table, a hex id, a problem code), so nothing needs escaping.  The route, not the raw
+	 * target, is logged: a target is client-chosen text and could carry personal data.
+	 */
+	char fields[512];
+	int n = snprintf(fields, sizeof fields,
+			 "\"listener\":\"%s\",\"request_id\":\"%s\",\"method\":\"%s\","
+			 "\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f%s%s%s",
+			 l->name, req->id, req->method_name, resp->route ? resp->route : "unmatched",
+			 resp->status, ms, resp->problem_code ? ",\"code\":\"" : "",
+			 resp->problem_code ? resp->problem_code : "", resp->problem_code ? "\"" : "");
+	if (n > 0 && (size_t)n < sizeof fields)
+		log_event_preformatted(LOG_INFO, "access", fields);
 }
 
 /* Serialises and sends resp for the current request, then readies the next one. */
@@ -477,7 +492,7 @@ static void conn_process_input(struct conn *c)
 							    c->in.len - c->in_off, &used);
 		c->in_off += used;
 		if (before == HTTP_PHASE_IDLE && c->http.phase != HTTP_PHASE_IDLE)
-			c->request_begin_ms = uv_now(c->listener->server->loop);
+			c->request_begin_ns = uv_hrtime();
 		if (r == HTTP_FEED_ERROR) {
 			conn_reject(c, c->http.error_status, c->http.error_detail);
 			break;

@@ -83,6 +83,37 @@ static void log_timestamp(char *out, size_t size)
 		 now.tv_nsec / 1000000L);
 }
 
+/* Appends one complete line (without its newline) to the buffer. */
+static void log_append_line(enum log_level level, const char *text, size_t len)
+{
+	pthread_mutex_lock(&log_lock);
+	if (log_buffered + len + 1 > sizeof log_buffer)
+		log_flush_locked();
+	if (len + 1 > sizeof log_buffer) {
+		log_write_all(text, len);
+		log_write_all("\n", 1);
+	} else {
+		memcpy(log_buffer + log_buffered, text, len);
+		log_buffer[log_buffered + len] = '\n';
+		log_buffered += len + 1;
+	}
+	if (level >= LOG_WARN)
+		log_flush_locked();
+	pthread_mutex_unlock(&log_lock);
+}
+
+void log_event_preformatted(enum log_level level, const char *event, const char *fields)
+{
+	if (!log_enabled(level))
+		return;
+	char ts[64], line[2048];
+	log_timestamp(ts, sizeof ts);
+	int n = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"%s%s}",
+			 ts, log_level_names[level], event, fields[0] ? "," : "", fields);
+	if (n > 0 && (size_t)n < sizeof line)
+		log_append_line(level, line, (size_t)n);
+}
+
 void log_event(enum log_level level, const char *event, const char *fields_fmt, ...)
 {
 	if (!log_enabled(level))
@@ -111,21 +142,6 @@ void log_event(enum log_level level, const char *event, const char *fields_fmt, 
 	json_decref(line);
 	if (text == NULL)
 		return;
-	size_t len = strlen(text);
-
-	pthread_mutex_lock(&log_lock);
-	if (log_buffered + len + 1 > sizeof log_buffer)
-		log_flush_locked();
-	if (len + 1 > sizeof log_buffer) {
-		log_write_all(text, len);
-		log_write_all("\n", 1);
-	} else {
-		memcpy(log_buffer + log_buffered, text, len);
-		log_buffer[log_buffered + len] = '\n';
-		log_buffered += len + 1;
-	}
-	if (level >= LOG_WARN)
-		log_flush_locked();
-	pthread_mutex_unlock(&log_lock);
+	log_append_line(level, text, strlen(text));
 	free(text);
 }

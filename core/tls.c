@@ -54,7 +54,6 @@ SSL_CTX *tls_server_context(const struct config *cfg, char *msg, size_t msg_size
 		return tls_fail(ctx, cfg, msg, msg_size, "cannot set the minimum TLS version", NULL);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 					 SSL_OP_CIPHER_SERVER_PREFERENCE);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 
 	if (SSL_CTX_use_certificate_chain_file(ctx, t->certificate) != 1)
 		return tls_fail(ctx, cfg, msg, msg_size, "cannot load the certificate", t->certificate);
