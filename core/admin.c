@@ -98,20 +98,22 @@ static void handle_metrics(struct conn *c, const struct http_request *req,
 }
 
 const struct route admin_store_routes[] = {
-	{HTTP_GET, "/healthz", handle_healthz},
+    {HTTP_GET, "/healthz", handle_healthz},
 };
 const size_t admin_store_route_count = sizeof admin_store_routes / sizeof admin_store_routes[0];
 
 const struct route admin_admin_routes[] = {
-	{HTTP_GET, "/v1/status", handle_status},   {HTTP_GET, "/metrics", handle_metrics},
-	{HTTP_GET, "/healthz", handle_healthz},    {HTTP_GET, "/readyz", handle_readyz},
+    {HTTP_GET, "/v1/status", handle_status},
+    {HTTP_GET, "/metrics", handle_metrics},
+    {HTTP_GET, "/healthz", handle_healthz},
+    {HTTP_GET, "/readyz", handle_readyz},
 };
 const size_t admin_admin_route_count = sizeof admin_admin_routes / sizeof admin_admin_routes[0];
 
 const struct route admin_metrics_routes[] = {
-	{HTTP_GET, "/metrics", handle_metrics},
-	{HTTP_GET, "/healthz", handle_healthz},
-	{HTTP_GET, "/readyz", handle_readyz},
+    {HTTP_GET, "/metrics", handle_metrics},
+    {HTTP_GET, "/healthz", handle_healthz},
+    {HTTP_GET, "/readyz", handle_readyz},
 };
 const size_t admin_metrics_route_count =
-	sizeof admin_metrics_routes / sizeof admin_metrics_routes[0];
+    sizeof admin_metrics_routes / sizeof admin_metrics_routes[0];

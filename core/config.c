@@ -31,33 +31,33 @@
 
 #include "config.h"
 
-#define KIB (UINT64_C(1024))
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
+#define KIB	  (UINT64_C(1024))
+#define MIB	  (KIB * 1024)
+#define GIB	  (MIB * 1024)
 #define SECOND_MS (UINT64_C(1000))
 #define MINUTE_MS (SECOND_MS * 60)
-#define HOUR_MS (MINUTE_MS * 60)
+#define HOUR_MS	  (MINUTE_MS * 60)
 
 /* Longest part of a user's value quoted back in a message. */
 #define SHOWN_MAX 80
 
 /* How a field's text is read and checked; the kind also fixes the C type it is stored as. */
 enum field_kind {
-	KIND_SECTION,     /* a mapping, described by field.section */
-	KIND_PATH,        /* char *: a path, made absolute against the config directory */
-	KIND_FILE,        /* char *: a path that must name a readable regular file */
-	KIND_ADDRESS,     /* char *: numeric IPv4 or IPv6 address */
-	KIND_GROUP,       /* char *: name of an existing group */
-	KIND_INTEGER,     /* unsigned integer of field.size bytes, in [min, max] */
-	KIND_SIZE,        /* as KIND_INTEGER, written as bytes with an optional KiB/MiB/GiB */
-	KIND_DURATION,    /* as KIND_INTEGER, in milliseconds, written as "250ms", "10s", ... */
-	KIND_MODE,        /* as KIND_INTEGER, an octal file mode up to 0777 */
-	KIND_LOG_LEVEL,   /* enum config_log_level */
-	KIND_BOOL,        /* bool */
+	KIND_SECTION,	  /* a mapping, described by field.section */
+	KIND_PATH,	  /* char *: a path, made absolute against the config directory */
+	KIND_FILE,	  /* char *: a path that must name a readable regular file */
+	KIND_ADDRESS,	  /* char *: numeric IPv4 or IPv6 address */
+	KIND_GROUP,	  /* char *: name of an existing group */
+	KIND_INTEGER,	  /* unsigned integer of field.size bytes, in [min, max] */
+	KIND_SIZE,	  /* as KIND_INTEGER, written as bytes with an optional KiB/MiB/GiB */
+	KIND_DURATION,	  /* as KIND_INTEGER, in milliseconds, written as "250ms", "10s", ... */
+	KIND_MODE,	  /* as KIND_INTEGER, an octal file mode up to 0777 */
+	KIND_LOG_LEVEL,	  /* enum config_log_level */
+	KIND_BOOL,	  /* bool */
 	KIND_TLS_VERSION, /* int: 12 or 13 */
 };
 
-#define FIELD_REQUIRED 1u     /* missing key is an error */
+#define FIELD_REQUIRED	   1u /* missing key is an error */
 #define FIELD_SETS_PRESENT 2u /* section: the bool at aux becomes true when the key is there */
 #define FIELD_RECORDS_MARK 4u /* section: the key's position is stored at aux */
 
@@ -67,10 +67,10 @@ struct field {
 	enum field_kind kind;
 	unsigned flags;
 	size_t offset;
-	size_t size;                 /* of the member, for the integer kinds */
-	uint64_t min, max;           /* allowed range, for the integer kinds */
+	size_t size;		     /* of the member, for the integer kinds */
+	uint64_t min, max;	     /* allowed range, for the integer kinds */
 	const struct field *section; /* KIND_SECTION: its keys, offsets from this field's member */
-	size_t aux;                  /* FIELD_SETS_PRESENT / FIELD_RECORDS_MARK: offset in it */
+	size_t aux;		     /* FIELD_SETS_PRESENT / FIELD_RECORDS_MARK: offset in it */
 };
 
 #define AT(type, member) .offset = offsetof(type, member), .size = sizeof(((type *)0)->member)
@@ -79,128 +79,194 @@ struct field {
 #define SECTION_KEYS_MAX 16
 
 static const struct field limits_fields[] = {
-	{.name = "max_connections", .kind = KIND_INTEGER, AT(struct config_limits, max_connections),
-	 .min = 1, .max = 1000000},
-	{.name = "max_header_bytes", .kind = KIND_SIZE, AT(struct config_limits, max_header_bytes),
-	 .min = KIB, .max = MIB},
-	{.name = "max_body_bytes", .kind = KIND_SIZE, AT(struct config_limits, max_body_bytes),
-	 .min = 1, .max = GIB},
-	{.name = "header_timeout", .kind = KIND_DURATION,
-	 AT(struct config_limits, header_timeout_ms), .min = 1, .max = HOUR_MS},
-	{.name = "body_timeout", .kind = KIND_DURATION, AT(struct config_limits, body_timeout_ms),
-	 .min = 1, .max = HOUR_MS},
-	{.name = "idle_timeout", .kind = KIND_DURATION, AT(struct config_limits, idle_timeout_ms),
-	 .min = 1, .max = HOUR_MS},
-	{.name = "max_requests_per_connection", .kind = KIND_INTEGER,
-	 AT(struct config_limits, max_requests_per_connection), .min = 1, .max = 10000000},
-	{.name = NULL},
+    {.name = "max_connections",
+     .kind = KIND_INTEGER,
+     AT(struct config_limits, max_connections),
+     .min = 1,
+     .max = 1000000},
+    {.name = "max_header_bytes",
+     .kind = KIND_SIZE,
+     AT(struct config_limits, max_header_bytes),
+     .min = KIB,
+     .max = MIB},
+    {.name = "max_body_bytes",
+     .kind = KIND_SIZE,
+     AT(struct config_limits, max_body_bytes),
+     .min = 1,
+     .max = GIB},
+    {.name = "header_timeout",
+     .kind = KIND_DURATION,
+     AT(struct config_limits, header_timeout_ms),
+     .min = 1,
+     .max = HOUR_MS},
+    {.name = "body_timeout",
+     .kind = KIND_DURATION,
+     AT(struct config_limits, body_timeout_ms),
+     .min = 1,
+     .max = HOUR_MS},
+    {.name = "idle_timeout",
+     .kind = KIND_DURATION,
+     AT(struct config_limits, idle_timeout_ms),
+     .min = 1,
+     .max = HOUR_MS},
+    {.name = "max_requests_per_connection",
+     .kind = KIND_INTEGER,
+     AT(struct config_limits, max_requests_per_connection),
+     .min = 1,
+     .max = 10000000},
+    {.name = NULL},
 };
 
 static const struct field tls_fields[] = {
-	{.name = "certificate", .kind = KIND_FILE, .flags = FIELD_REQUIRED,
-	 AT(struct config_tls, certificate)},
-	{.name = "key", .kind = KIND_FILE, .flags = FIELD_REQUIRED, AT(struct config_tls, key)},
-	{.name = "client_ca", .kind = KIND_FILE, .flags = FIELD_REQUIRED,
-	 AT(struct config_tls, client_ca)},
-	{.name = "min_version", .kind = KIND_TLS_VERSION, AT(struct config_tls, min_version)},
-	{.name = NULL},
+    {.name = "certificate",
+     .kind = KIND_FILE,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_tls, certificate)},
+    {.name = "key", .kind = KIND_FILE, .flags = FIELD_REQUIRED, AT(struct config_tls, key)},
+    {.name = "client_ca",
+     .kind = KIND_FILE,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_tls, client_ca)},
+    {.name = "min_version", .kind = KIND_TLS_VERSION, AT(struct config_tls, min_version)},
+    {.name = NULL},
 };
 
 static const struct field store_fields[] = {
-	{.name = "address", .kind = KIND_ADDRESS, .flags = FIELD_REQUIRED,
-	 AT(struct config_store_listener, address)},
-	{.name = "port", .kind = KIND_INTEGER, .flags = FIELD_REQUIRED,
-	 AT(struct config_store_listener, port), .min = 0, .max = 65535},
-	{.name = "tls", .kind = KIND_SECTION, .flags = FIELD_REQUIRED | FIELD_RECORDS_MARK,
-	 AT(struct config_store_listener, tls), .section = tls_fields,
-	 .aux = offsetof(struct config_tls, mark)},
-	{.name = "limits", .kind = KIND_SECTION, AT(struct config_store_listener, limits),
-	 .section = limits_fields},
-	{.name = NULL},
+    {.name = "address",
+     .kind = KIND_ADDRESS,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_store_listener, address)},
+    {.name = "port",
+     .kind = KIND_INTEGER,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_store_listener, port),
+     .min = 0,
+     .max = 65535},
+    {.name = "tls",
+     .kind = KIND_SECTION,
+     .flags = FIELD_REQUIRED | FIELD_RECORDS_MARK,
+     AT(struct config_store_listener, tls),
+     .section = tls_fields,
+     .aux = offsetof(struct config_tls, mark)},
+    {.name = "limits",
+     .kind = KIND_SECTION,
+     AT(struct config_store_listener, limits),
+     .section = limits_fields},
+    {.name = NULL},
 };
 
 static const struct field admin_fields[] = {
-	{.name = "unix", .kind = KIND_PATH, .flags = FIELD_REQUIRED,
-	 AT(struct config_admin_listener, unix_path)},
-	{.name = "mode", .kind = KIND_MODE, AT(struct config_admin_listener, mode), .min = 0,
-	 .max = 0777},
-	{.name = "group", .kind = KIND_GROUP, AT(struct config_admin_listener, group)},
-	{.name = "limits", .kind = KIND_SECTION, AT(struct config_admin_listener, limits),
-	 .section = limits_fields},
-	{.name = NULL},
+    {.name = "unix",
+     .kind = KIND_PATH,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_admin_listener, unix_path)},
+    {.name = "mode",
+     .kind = KIND_MODE,
+     AT(struct config_admin_listener, mode),
+     .min = 0,
+     .max = 0777},
+    {.name = "group", .kind = KIND_GROUP, AT(struct config_admin_listener, group)},
+    {.name = "limits",
+     .kind = KIND_SECTION,
+     AT(struct config_admin_listener, limits),
+     .section = limits_fields},
+    {.name = NULL},
 };
 
 static const struct field metrics_fields[] = {
-	{.name = "address", .kind = KIND_ADDRESS, .flags = FIELD_REQUIRED,
-	 AT(struct config_metrics_listener, address)},
-	{.name = "port", .kind = KIND_INTEGER, .flags = FIELD_REQUIRED,
-	 AT(struct config_metrics_listener, port), .min = 0, .max = 65535},
-	{.name = "limits", .kind = KIND_SECTION, AT(struct config_metrics_listener, limits),
-	 .section = limits_fields},
-	{.name = NULL},
+    {.name = "address",
+     .kind = KIND_ADDRESS,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_metrics_listener, address)},
+    {.name = "port",
+     .kind = KIND_INTEGER,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_metrics_listener, port),
+     .min = 0,
+     .max = 65535},
+    {.name = "limits",
+     .kind = KIND_SECTION,
+     AT(struct config_metrics_listener, limits),
+     .section = limits_fields},
+    {.name = NULL},
 };
 
 /* The sections below live directly in struct config: their offsets are from its start. */
 static const struct field listeners_fields[] = {
-	{.name = "store", .kind = KIND_SECTION, .flags = FIELD_REQUIRED, AT(struct config, store),
-	 .section = store_fields},
-	{.name = "admin", .kind = KIND_SECTION, .flags = FIELD_REQUIRED, AT(struct config, admin),
-	 .section = admin_fields},
-	{.name = "metrics", .kind = KIND_SECTION, .flags = FIELD_SETS_PRESENT,
-	 AT(struct config, metrics), .section = metrics_fields,
-	 .aux = offsetof(struct config_metrics_listener, enabled)},
-	{.name = NULL},
+    {.name = "store",
+     .kind = KIND_SECTION,
+     .flags = FIELD_REQUIRED,
+     AT(struct config, store),
+     .section = store_fields},
+    {.name = "admin",
+     .kind = KIND_SECTION,
+     .flags = FIELD_REQUIRED,
+     AT(struct config, admin),
+     .section = admin_fields},
+    {.name = "metrics",
+     .kind = KIND_SECTION,
+     .flags = FIELD_SETS_PRESENT,
+     AT(struct config, metrics),
+     .section = metrics_fields,
+     .aux = offsetof(struct config_metrics_listener, enabled)},
+    {.name = NULL},
 };
 
 static const struct field log_fields[] = {
-	{.name = "level", .kind = KIND_LOG_LEVEL, AT(struct config, log.level)},
-	{.name = "access", .kind = KIND_BOOL, AT(struct config, log.access)},
-	{.name = NULL},
+    {.name = "level", .kind = KIND_LOG_LEVEL, AT(struct config, log.level)},
+    {.name = "access", .kind = KIND_BOOL, AT(struct config, log.access)},
+    {.name = NULL},
 };
 
 static const struct field shutdown_fields[] = {
-	{.name = "drain_timeout", .kind = KIND_DURATION, AT(struct config, drain_timeout_ms),
-	 .min = 0, .max = HOUR_MS},
-	{.name = NULL},
+    {.name = "drain_timeout",
+     .kind = KIND_DURATION,
+     AT(struct config, drain_timeout_ms),
+     .min = 0,
+     .max = HOUR_MS},
+    {.name = NULL},
 };
 
 static const struct field top_fields[] = {
-	{.name = "data_dir", .kind = KIND_PATH, AT(struct config, data_dir)},
-	{.name = "listeners", .kind = KIND_SECTION, .flags = FIELD_REQUIRED, .offset = 0,
-	 .section = listeners_fields},
-	{.name = "log", .kind = KIND_SECTION, .offset = 0, .section = log_fields},
-	{.name = "shutdown", .kind = KIND_SECTION, .offset = 0, .section = shutdown_fields},
-	{.name = NULL},
+    {.name = "data_dir", .kind = KIND_PATH, AT(struct config, data_dir)},
+    {.name = "listeners",
+     .kind = KIND_SECTION,
+     .flags = FIELD_REQUIRED,
+     .offset = 0,
+     .section = listeners_fields},
+    {.name = "log", .kind = KIND_SECTION, .offset = 0, .section = log_fields},
+    {.name = "shutdown", .kind = KIND_SECTION, .offset = 0, .section = shutdown_fields},
+    {.name = NULL},
 };
 
 /* The walker's "seen" set must cover every table (the +1 is the NULL end). */
 #define FITS(table) (sizeof(table) / sizeof((table)[0]) <= SECTION_KEYS_MAX + 1)
 _Static_assert(FITS(limits_fields) && FITS(tls_fields) && FITS(store_fields) &&
-		       FITS(admin_fields) && FITS(metrics_fields) && FITS(listeners_fields) &&
-		       FITS(log_fields) && FITS(shutdown_fields) && FITS(top_fields),
+		   FITS(admin_fields) && FITS(metrics_fields) && FITS(listeners_fields) &&
+		   FITS(log_fields) && FITS(shutdown_fields) && FITS(top_fields),
 	       "a section has more keys than SECTION_KEYS_MAX");
 
 static const char *const level_names[] = {
-	[CONFIG_LOG_DEBUG] = "debug",
-	[CONFIG_LOG_INFO] = "info",
-	[CONFIG_LOG_WARN] = "warn",
-	[CONFIG_LOG_ERROR] = "error",
+    [CONFIG_LOG_DEBUG] = "debug",
+    [CONFIG_LOG_INFO] = "info",
+    [CONFIG_LOG_WARN] = "warn",
+    [CONFIG_LOG_ERROR] = "error",
 };
 
 /* State of one config_load_opts() call. */
 struct loader {
-	const char *file;        /* as the caller named it, for messages */
-	const char *dir;         /* absolute directory of the file, for relative paths */
-	unsigned flags;          /* CONFIG_SKIP_FILE_CHECKS */
+	const char *file; /* as the caller named it, for messages */
+	const char *dir;  /* absolute directory of the file, for relative paths */
+	unsigned flags;	  /* CONFIG_SKIP_FILE_CHECKS */
 	yaml_document_t *doc;
-	unsigned char *visited;  /* per node: already walked (so it is the target of an alias) */
+	unsigned char *visited; /* per node: already walked (so it is the target of an alias) */
 	struct config_error *err;
 };
 
 /* Fills err with "file:line:column: " and the formatted message.  Returns -1 for "return
  * config_fail_at(...)". */
-__attribute__((format(printf, 3, 4))) static int
-config_fail_at(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int config_fail_at(struct loader *ld, yaml_mark_t mark,
+								const char *fmt, ...)
 {
 	char *msg = ld->err->msg;
 	int n = snprintf(msg, CONFIG_ERROR_MAX, "%s:%zu:%zu: ", ld->file, mark.line + 1,
@@ -215,8 +281,8 @@ config_fail_at(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
 }
 
 /* Fills err with "file: " and the formatted message, for errors with no position. */
-__attribute__((format(printf, 3, 4))) static int
-config_fail(struct config_error *err, const char *file, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int config_fail(struct config_error *err,
+							     const char *file, const char *fmt, ...)
 {
 	int n = snprintf(err->msg, CONFIG_ERROR_MAX, "%s: ", file);
 	if (n >= 0 && n < CONFIG_ERROR_MAX) {
@@ -242,9 +308,9 @@ struct unit {
 };
 
 static const struct unit integer_units[] = {{"", 1}, {NULL, 0}};
-static const struct unit size_units[] = {{"", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB},
-					 {NULL, 0}};
-static const struct unit duration_units[] = {{"", SECOND_MS}, {"ms", 1}, {"s", SECOND_MS},
+static const struct unit size_units[] = {
+    {"", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB}, {NULL, 0}};
+static const struct unit duration_units[] = {{"", SECOND_MS},  {"ms", 1},      {"s", SECOND_MS},
 					     {"m", MINUTE_MS}, {"h", HOUR_MS}, {NULL, 0}};
 
 /* Parses decimal digits followed by exactly one of the suffixes in units.  Returns 0 and sets
@@ -656,9 +722,8 @@ static int config_walk_section(struct loader *ld, const struct field *fields, un
 		if (key == NULL)
 			return -1;
 		if (key->type != YAML_SCALAR_NODE)
-			return config_fail_at(ld, key->start_mark,
-					      "expected a key name %s, got %s", in,
-					      config_node_kind(key));
+			return config_fail_at(ld, key->start_mark, "expected a key name %s, got %s",
+					      in, config_node_kind(key));
 		const char *text = (const char *)key->data.scalar.value;
 		if (strlen(text) != key->data.scalar.length)
 			return config_fail_at(ld, key->start_mark,
@@ -670,9 +735,9 @@ static int config_walk_section(struct loader *ld, const struct field *fields, un
 			if (pk->data.scalar.length == key->data.scalar.length &&
 			    memcmp(pk->data.scalar.value, text, key->data.scalar.length) == 0)
 				return config_fail_at(
-					ld, key->start_mark,
-					"duplicate key '%.*s' %s (first given at line %zu)",
-					config_shown(text), text, in, pk->start_mark.line + 1);
+				    ld, key->start_mark,
+				    "duplicate key '%.*s' %s (first given at line %zu)",
+				    config_shown(text), text, in, pk->start_mark.line + 1);
 		}
 
 		size_t i = 0;
@@ -721,31 +786,31 @@ static void config_free(struct config *cfg)
 static struct config *config_new_default(void)
 {
 	static const struct config_limits store_limits = {
-		.max_connections = 1024,
-		.max_header_bytes = 16 * KIB,
-		.max_body_bytes = 64 * KIB,
-		.header_timeout_ms = 10 * SECOND_MS,
-		.body_timeout_ms = 10 * SECOND_MS,
-		.idle_timeout_ms = 60 * SECOND_MS,
-		.max_requests_per_connection = 10000,
+	    .max_connections = 1024,
+	    .max_header_bytes = 16 * KIB,
+	    .max_body_bytes = 64 * KIB,
+	    .header_timeout_ms = 10 * SECOND_MS,
+	    .body_timeout_ms = 10 * SECOND_MS,
+	    .idle_timeout_ms = 60 * SECOND_MS,
+	    .max_requests_per_connection = 10000,
 	};
 	static const struct config_limits admin_limits = {
-		.max_connections = 64,
-		.max_header_bytes = 16 * KIB,
-		.max_body_bytes = 16 * MIB,
-		.header_timeout_ms = 10 * SECOND_MS,
-		.body_timeout_ms = 60 * SECOND_MS,
-		.idle_timeout_ms = 300 * SECOND_MS,
-		.max_requests_per_connection = 10000,
+	    .max_connections = 64,
+	    .max_header_bytes = 16 * KIB,
+	    .max_body_bytes = 16 * MIB,
+	    .header_timeout_ms = 10 * SECOND_MS,
+	    .body_timeout_ms = 60 * SECOND_MS,
+	    .idle_timeout_ms = 300 * SECOND_MS,
+	    .max_requests_per_connection = 10000,
 	};
 	static const struct config_limits metrics_limits = {
-		.max_connections = 64,
-		.max_header_bytes = 8 * KIB,
-		.max_body_bytes = 4 * KIB,
-		.header_timeout_ms = 5 * SECOND_MS,
-		.body_timeout_ms = 5 * SECOND_MS,
-		.idle_timeout_ms = 60 * SECOND_MS,
-		.max_requests_per_connection = 10000,
+	    .max_connections = 64,
+	    .max_header_bytes = 8 * KIB,
+	    .max_body_bytes = 4 * KIB,
+	    .header_timeout_ms = 5 * SECOND_MS,
+	    .body_timeout_ms = 5 * SECOND_MS,
+	    .idle_timeout_ms = 60 * SECOND_MS,
+	    .max_requests_per_connection = 10000,
 	};
 	struct config *cfg = calloc(1, sizeof *cfg);
 	if (cfg == NULL)

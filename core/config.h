@@ -40,56 +40,56 @@ enum config_log_level {
 
 /* Limits applied to one listener's connections.  All have defaults (see conf/madoguchi.yaml). */
 struct config_limits {
-	uint32_t max_connections;             /* accepted at once; more are closed at accept */
-	uint32_t max_header_bytes;            /* request line + headers; beyond: 431 */
-	uint64_t max_body_bytes;              /* beyond: 413 */
-	uint64_t header_timeout_ms;           /* first byte (or TLS start) to end of headers */
-	uint64_t body_timeout_ms;             /* end of headers to end of body */
-	uint64_t idle_timeout_ms;             /* between requests on a keep-alive connection */
+	uint32_t max_connections;	      /* accepted at once; more are closed at accept */
+	uint32_t max_header_bytes;	      /* request line + headers; beyond: 431 */
+	uint64_t max_body_bytes;	      /* beyond: 413 */
+	uint64_t header_timeout_ms;	      /* first byte (or TLS start) to end of headers */
+	uint64_t body_timeout_ms;	      /* end of headers to end of body */
+	uint64_t idle_timeout_ms;	      /* between requests on a keep-alive connection */
 	uint32_t max_requests_per_connection; /* then the connection is closed after answering */
 };
 
 struct config_tls {
-	char *certificate;              /* PEM chain, absolute path */
-	char *key;                      /* PEM private key, absolute path */
-	char *client_ca;                /* PEM bundle that client certificates must chain to */
-	int min_version;                /* 12 for TLS 1.2, 13 for TLS 1.3 */
-	struct config_mark mark;        /* of the "tls" key, for errors found when loading keys */
+	char *certificate;	 /* PEM chain, absolute path */
+	char *key;		 /* PEM private key, absolute path */
+	char *client_ca;	 /* PEM bundle that client certificates must chain to */
+	int min_version;	 /* 12 for TLS 1.2, 13 for TLS 1.3 */
+	struct config_mark mark; /* of the "tls" key, for errors found when loading keys */
 };
 
 struct config_store_listener {
-	char *address;                  /* numeric IPv4 or IPv6 address */
-	uint16_t port;                  /* 0: any free port (reported in the "listening" log line) */
+	char *address; /* numeric IPv4 or IPv6 address */
+	uint16_t port; /* 0: any free port (reported in the "listening" log line) */
 	struct config_tls tls;
 	struct config_limits limits;
 };
 
 struct config_admin_listener {
-	char *unix_path;                /* absolute path of the Unix socket */
-	uint32_t mode;                  /* file mode of the socket, e.g. 0660 */
-	char *group;                    /* group owning the socket; NULL: the daemon's group */
+	char *unix_path; /* absolute path of the Unix socket */
+	uint32_t mode;	 /* file mode of the socket, e.g. 0660 */
+	char *group;	 /* group owning the socket; NULL: the daemon's group */
 	struct config_limits limits;
 };
 
 struct config_metrics_listener {
-	bool enabled;                   /* false when the section is absent */
+	bool enabled; /* false when the section is absent */
 	char *address;
 	uint16_t port;
 	struct config_limits limits;
 };
 
 struct config {
-	char *path;                     /* the file it was loaded from, absolute */
-	char *data_dir;                 /* absolute */
+	char *path;	/* the file it was loaded from, absolute */
+	char *data_dir; /* absolute */
 	struct config_store_listener store;
 	struct config_admin_listener admin;
 	struct config_metrics_listener metrics;
 	struct {
 		enum config_log_level level;
-		bool access;            /* one access line per request */
+		bool access; /* one access line per request */
 	} log;
-	uint64_t drain_timeout_ms;      /* SIGTERM: how long in-flight requests may take */
-	int refs;                       /* atomic; see config_ref() */
+	uint64_t drain_timeout_ms; /* SIGTERM: how long in-flight requests may take */
+	int refs;		   /* atomic; see config_ref() */
 };
 
 /*
@@ -98,8 +98,8 @@ struct config {
  */
 int config_load(const char *path, struct config **out, struct config_error *err);
 
-/* config_load_opts() flags. */
-#define CONFIG_SKIP_FILE_CHECKS 1u /* do not require the TLS files to exist (checking an example) */
+/* config_load_opts() flag: do not require the TLS files to exist (checking an example). */
+#define CONFIG_SKIP_FILE_CHECKS 1u
 
 /* As config_load(), with flags: config_load(p, o, e) is config_load_opts(p, 0, o, e). */
 int config_load_opts(const char *path, unsigned flags, struct config **out,

@@ -58,22 +58,22 @@ struct conn {
 	struct listener *listener;
 	struct conn *prev;
 	struct conn *next;
-	SSL *ssl;                     /* NULL on plaintext listeners */
-	BIO *net_in;                  /* ciphertext from the socket, read by OpenSSL */
-	BIO *net_out;                 /* ciphertext from OpenSSL, to the socket */
+	SSL *ssl;     /* NULL on plaintext listeners */
+	BIO *net_in;  /* ciphertext from the socket, read by OpenSSL */
+	BIO *net_out; /* ciphertext from OpenSSL, to the socket */
 	struct http_session http;
-	struct http_buf in;           /* plaintext not yet parsed, from in_off */
+	struct http_buf in; /* plaintext not yet parsed, from in_off */
 	size_t in_off;
-	struct http_buf out;          /* scratch for serialising one answer */
+	struct http_buf out; /* scratch for serialising one answer */
 	enum conn_timer_phase timer_phase;
-	uint32_t writes_pending;      /* queued uv_write requests */
-	uint64_t request_begin_ns;    /* uv_hrtime() at the current request's first byte */
+	uint32_t writes_pending;   /* queued uv_write requests */
+	uint64_t request_begin_ns; /* uv_hrtime() at the current request's first byte */
 	int handles_open;
 	bool handshake_done;
-	bool busy;                    /* a request is being answered */
-	bool in_process;              /* inside conn_process_input() */
+	bool busy;	 /* a request is being answered */
+	bool in_process; /* inside conn_process_input() */
 	bool reading;
-	bool close_after_write;       /* last answer sent: close once written */
+	bool close_after_write; /* last answer sent: close once written */
 	bool lingering;
 	bool closing;
 	bool peer_eof;
@@ -141,11 +141,19 @@ static void conn_timer_set(struct conn *c, enum conn_timer_phase phase)
 	case CONN_TIMER_NONE:
 		uv_timer_stop(&c->timer);
 		return;
-	case CONN_TIMER_HEADER: ms = lim->header_timeout_ms; break;
-	case CONN_TIMER_BODY: ms = lim->body_timeout_ms; break;
+	case CONN_TIMER_HEADER:
+		ms = lim->header_timeout_ms;
+		break;
+	case CONN_TIMER_BODY:
+		ms = lim->body_timeout_ms;
+		break;
 	case CONN_TIMER_IDLE:
-	case CONN_TIMER_SEND: ms = lim->idle_timeout_ms; break;
-	case CONN_TIMER_LINGER: ms = CONN_LINGER_MS; break;
+	case CONN_TIMER_SEND:
+		ms = lim->idle_timeout_ms;
+		break;
+	case CONN_TIMER_LINGER:
+		ms = CONN_LINGER_MS;
+		break;
 	}
 	uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
 }
@@ -158,9 +166,9 @@ static void conn_count_status(struct listener *l, int status)
 	if (l->m_requests[status] == NULL) {
 		static struct metric_family *family;
 		if (family == NULL)
-			family = metrics_family("madoguchi_http_requests_total",
-						"HTTP requests answered, by listener and status code.",
-						METRIC_COUNTER);
+			family = metrics_family(
+			    "madoguchi_http_requests_total",
+			    "HTTP requests answered, by listener and status code.", METRIC_COUNTER);
 		char labels[64];
 		snprintf(labels, sizeof labels, "listener=\"%s\",code=\"%d\"", l->name, status);
 		l->m_requests[status] = metrics_series(family, labels);
@@ -195,7 +203,7 @@ static void conn_write_cb(uv_write_t *req, int status)
 		}
 		if (!c->busy)
 			conn_timer_set(c, c->http.phase == HTTP_PHASE_IDLE ? CONN_TIMER_IDLE
-									    : CONN_TIMER_HEADER);
+									   : CONN_TIMER_HEADER);
 	}
 }
 
@@ -370,12 +378,13 @@ static void conn_access_log(struct conn *c, const struct http_request *req,
 	 * target, is logged: a target is client-chosen text and could carry personal data.
 	 */
 	char fields[512];
-	int n = snprintf(fields, sizeof fields,
-			 "\"listener\":\"%s\",\"request_id\":\"%s\",\"method\":\"%s\","
-			 "\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f%s%s%s",
-			 l->name, req->id, req->method_name, resp->route ? resp->route : "unmatched",
-			 resp->status, ms, resp->problem_code ? ",\"code\":\"" : "",
-			 resp->problem_code ? resp->problem_code : "", resp->problem_code ? "\"" : "");
+	int n =
+	    snprintf(fields, sizeof fields,
+		     "\"listener\":\"%s\",\"request_id\":\"%s\",\"method\":\"%s\","
+		     "\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f%s%s%s",
+		     l->name, req->id, req->method_name, resp->route ? resp->route : "unmatched",
+		     resp->status, ms, resp->problem_code ? ",\"code\":\"" : "",
+		     resp->problem_code ? resp->problem_code : "", resp->problem_code ? "\"" : "");
 	if (n > 0 && (size_t)n < sizeof fields)
 		log_event_preformatted(LOG_INFO, "access", fields);
 }
@@ -636,8 +645,8 @@ static void conn_timer_cb(uv_timer_t *t)
 	}
 	static const char *const names[] = {"none", "header", "body", "idle", "send", "linger"};
 	metrics_inc(c->listener->m_timeouts);
-	log_event(LOG_INFO, "request_timeout", "{s:s, s:s}", "listener", c->listener->name,
-		  "phase", names[phase]);
+	log_event(LOG_INFO, "request_timeout", "{s:s, s:s}", "listener", c->listener->name, "phase",
+		  names[phase]);
 	/* A request that started gets a 408; a silent or half-handshaken client just a close. */
 	if ((c->ssl == NULL || c->handshake_done) && c->http.phase != HTTP_PHASE_IDLE && !c->busy)
 		conn_reject(c, 408, "the request was not received in time");
@@ -720,30 +729,30 @@ void listener_init_metrics(struct listener *l)
 {
 	char labels[64];
 	snprintf(labels, sizeof labels, "listener=\"%s\"", l->name);
-	l->m_accepted = metrics_series(
-		metrics_family("madoguchi_connections_accepted_total",
-			       "Connections accepted, by listener.", METRIC_COUNTER),
-		labels);
+	l->m_accepted =
+	    metrics_series(metrics_family("madoguchi_connections_accepted_total",
+					  "Connections accepted, by listener.", METRIC_COUNTER),
+			   labels);
 	l->m_rejected = metrics_series(
-		metrics_family("madoguchi_connections_rejected_total",
-			       "Connections closed at accept because the listener was full.",
-			       METRIC_COUNTER),
-		labels);
-	l->m_open = metrics_series(metrics_family("madoguchi_connections_open",
-						  "Connections open now, by listener.",
-						  METRIC_GAUGE),
-				   labels);
+	    metrics_family("madoguchi_connections_rejected_total",
+			   "Connections closed at accept because the listener was full.",
+			   METRIC_COUNTER),
+	    labels);
+	l->m_open =
+	    metrics_series(metrics_family("madoguchi_connections_open",
+					  "Connections open now, by listener.", METRIC_GAUGE),
+			   labels);
 	l->m_timeouts = metrics_series(
-		metrics_family("madoguchi_request_timeouts_total",
-			       "Connections cut off by the header or body timeout.", METRIC_COUNTER),
-		labels);
+	    metrics_family("madoguchi_request_timeouts_total",
+			   "Connections cut off by the header or body timeout.", METRIC_COUNTER),
+	    labels);
 	if (l->ssl_ctx != NULL)
 		l->m_tls_failures = metrics_series(
-			metrics_family("madoguchi_tls_handshake_failures_total",
-				       "TLS handshakes that failed (bad or missing client "
-				       "certificate, protocol, cipher).",
-				       METRIC_COUNTER),
-			labels);
+		    metrics_family("madoguchi_tls_handshake_failures_total",
+				   "TLS handshakes that failed (bad or missing client "
+				   "certificate, protocol, cipher).",
+				   METRIC_COUNTER),
+		    labels);
 }
 
 int listener_open_tcp(struct listener *l, uv_loop_t *loop, const char *address, uint16_t port,

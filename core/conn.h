@@ -38,7 +38,7 @@ struct route {
 };
 
 struct listener {
-	const char *name;               /* "store", "admin", "metrics" */
+	const char *name; /* "store", "admin", "metrics" */
 	struct server *server;
 	union {
 		uv_tcp_t tcp;
@@ -47,20 +47,20 @@ struct listener {
 		uv_handle_t handle;
 	} h;
 	bool is_unix;
-	bool open;                      /* accepting */
-	SSL_CTX *ssl_ctx;               /* NULL: plaintext; replaced on reload */
-	struct config_limits limits;    /* replaced on reload; connections read it live */
+	bool open;		     /* accepting */
+	SSL_CTX *ssl_ctx;	     /* NULL: plaintext; replaced on reload */
+	struct config_limits limits; /* replaced on reload; connections read it live */
 	const struct route *routes;
 	size_t route_count;
-	char address[256];              /* for status and logs: "127.0.0.1:8443" or a path */
-	uint32_t connections;           /* open now */
-	struct conn *conns;             /* open connections, for drain */
+	char address[256];    /* for status and logs: "127.0.0.1:8443" or a path */
+	uint32_t connections; /* open now */
+	struct conn *conns;   /* open connections, for drain */
 	metric_value *m_accepted;
 	metric_value *m_rejected;
 	metric_value *m_open;
 	metric_value *m_tls_failures;
 	metric_value *m_timeouts;
-	metric_value *m_requests[600];  /* by status code, created on first use */
+	metric_value *m_requests[600]; /* by status code, created on first use */
 };
 
 /*

@@ -34,41 +34,41 @@ struct http_header {
 struct http_request {
 	enum http_method method;
 	const char *method_name;
-	const char *url;  /* request target, NUL-terminated */
+	const char *url; /* request target, NUL-terminated */
 	size_t url_len;
 	const char *path; /* url without query, NUL-terminated (own copy) */
 	size_t path_len;
 	struct http_header headers[HTTP_MAX_HEADERS];
 	size_t header_count;
-	char *body;       /* NUL-terminated for convenience; body_len excludes the NUL */
+	char *body; /* NUL-terminated for convenience; body_len excludes the NUL */
 	size_t body_len;
-	bool keep_alive;  /* what the client asked for */
-	uint64_t seq;     /* 1 for the first request on the connection */
-	char id[33];      /* request id for logs: 128 random bits in hex */
+	bool keep_alive; /* what the client asked for */
+	uint64_t seq;	 /* 1 for the first request on the connection */
+	char id[33];	 /* request id for logs: 128 random bits in hex */
 };
 
 enum http_feed_result {
-	HTTP_FEED_MORE = 0,   /* everything consumed, no complete request yet */
-	HTTP_FEED_REQUEST,    /* a request is complete: see http_session_request() */
-	HTTP_FEED_ERROR,      /* protocol error or limit: answer error_status, then close */
+	HTTP_FEED_MORE = 0, /* everything consumed, no complete request yet */
+	HTTP_FEED_REQUEST,  /* a request is complete: see http_session_request() */
+	HTTP_FEED_ERROR,    /* protocol error or limit: answer error_status, then close */
 };
 
 enum http_phase {
-	HTTP_PHASE_IDLE = 0,  /* between requests: no byte of the next one yet */
-	HTTP_PHASE_HEADERS,   /* request line or headers being received */
-	HTTP_PHASE_BODY,      /* headers complete, body being received */
-	HTTP_PHASE_READY,     /* complete request waiting for its answer */
+	HTTP_PHASE_IDLE = 0, /* between requests: no byte of the next one yet */
+	HTTP_PHASE_HEADERS,  /* request line or headers being received */
+	HTTP_PHASE_BODY,     /* headers complete, body being received */
+	HTTP_PHASE_READY,    /* complete request waiting for its answer */
 };
 
 struct http_session {
 	http_parser parser;
 	const struct config_limits *limits;
 	enum http_phase phase;
-	int error_status;      /* 400, 413, 431 … after HTTP_FEED_ERROR */
+	int error_status; /* 400, 413, 431 … after HTTP_FEED_ERROR */
 	const char *error_detail;
-	uint64_t requests;     /* complete requests so far */
-	size_t header_bytes;   /* counted for the header limit */
-	char *area;            /* header storage of the current request */
+	uint64_t requests;   /* complete requests so far */
+	size_t header_bytes; /* counted for the header limit */
+	char *area;	     /* header storage of the current request */
 	size_t area_len;
 	size_t area_cap;
 	enum { HTTP_TOKEN_TARGET, HTTP_TOKEN_NAME, HTTP_TOKEN_VALUE } last; /* last callback */
@@ -113,12 +113,12 @@ void http_buf_free(struct http_buf *b);
 
 struct http_response {
 	int status;
-	const char *content_type;    /* NULL: no body headers beyond Content-Length */
-	struct http_buf headers;     /* extra header lines, each ending in CRLF */
+	const char *content_type; /* NULL: no body headers beyond Content-Length */
+	struct http_buf headers;  /* extra header lines, each ending in CRLF */
 	struct http_buf body;
-	bool close;                  /* send Connection: close and close after writing */
-	const char *route;           /* the route that answered, for the access log */
-	const char *problem_code;    /* the problem code, for the access log */
+	bool close;		  /* send Connection: close and close after writing */
+	const char *route;	  /* the route that answered, for the access log */
+	const char *problem_code; /* the problem code, for the access log */
 };
 
 void http_response_init(struct http_response *r);
@@ -135,8 +135,8 @@ int http_response_body(struct http_response *r, int status, const char *content_
  * Answers with an RFC 9457 problem (application/problem+json) carrying the extension member
  * "code" and, when request_id is not NULL, "request_id".  detail may be NULL.
  */
-int http_response_problem(struct http_response *r, int status, const char *code,
-			  const char *title, const char *detail, const char *request_id);
+int http_response_problem(struct http_response *r, int status, const char *code, const char *title,
+			  const char *detail, const char *request_id);
 
 /* The standard reason phrase of a status ("Not Found"), or "Unknown". */
 const char *http_status_reason(int status);

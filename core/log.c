@@ -121,8 +121,8 @@ void log_event(enum log_level level, const char *event, const char *fields_fmt, 
 
 	char ts[64];
 	log_timestamp(ts, sizeof ts);
-	json_t *line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level",
-				 log_level_names[level], "event", event);
+	json_t *line =
+	    json_pack("{s:s, s:s, s:s}", "ts", ts, "level", log_level_names[level], "event", event);
 	if (line == NULL)
 		return;
 	if (fields_fmt != NULL) {

@@ -83,7 +83,7 @@ metric_value *metrics_series(struct metric_family *f, const char *labels)
 
 /* Appends to a growable string; returns 0 or -1 when out of memory. */
 static int metrics_append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int metrics_append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 {

@@ -99,16 +99,14 @@ static void server_report_restart_needed(const struct config *old, const struct 
 		const char *key;
 		int differs;
 	} checks[] = {
-		{"listeners.store.address",
-		 strcmp(old->store.address, new->store.address) != 0 ||
-			 old->store.port != new->store.port},
-		{"listeners.admin.unix", strcmp(old->admin.unix_path, new->admin.unix_path) != 0},
-		{"listeners.metrics",
-		 old->metrics.enabled != new->metrics.enabled ||
-			 (new->metrics.enabled &&
-			  (strcmp(old->metrics.address, new->metrics.address) != 0 ||
-			   old->metrics.port != new->metrics.port))},
-		{"data_dir", strcmp(old->data_dir, new->data_dir) != 0},
+	    {"listeners.store.address", strcmp(old->store.address, new->store.address) != 0 ||
+					    old->store.port != new->store.port},
+	    {"listeners.admin.unix", strcmp(old->admin.unix_path, new->admin.unix_path) != 0},
+	    {"listeners.metrics", old->metrics.enabled != new->metrics.enabled ||
+				      (new->metrics.enabled &&
+				       (strcmp(old->metrics.address, new->metrics.address) != 0 ||
+					old->metrics.port != new->metrics.port))},
+	    {"data_dir", strcmp(old->data_dir, new->data_dir) != 0},
 	};
 	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
 		if (checks[i].differs)
@@ -177,8 +175,7 @@ static void server_watch_signal(struct server *s, uv_signal_t *h, int signum)
 	uv_unref((uv_handle_t *)h);
 }
 
-int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *msg,
-		 size_t msg_size)
+int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *msg, size_t msg_size)
 {
 	memset(s, 0, sizeof *s);
 	s->loop = loop;
@@ -186,19 +183,19 @@ int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *ms
 	s->started_at = time(NULL);
 	log_set_level((enum log_level)cfg->log.level);
 
-	metrics_set(metrics_series(metrics_family("madoguchi_build_info",
-						  "Version of the running madoguchid.",
-						  METRIC_GAUGE),
-				   "version=\"" PACKAGE_VERSION "\""),
-		    1);
-	s->m_reloads_ok = metrics_series(
-		metrics_family("madoguchi_config_reloads_total", "Configuration reloads, by result.",
-			       METRIC_COUNTER),
-		"result=\"applied\"");
-	s->m_reloads_failed = metrics_series(
-		metrics_family("madoguchi_config_reloads_total", "Configuration reloads, by result.",
-			       METRIC_COUNTER),
-		"result=\"rejected\"");
+	metrics_set(
+	    metrics_series(metrics_family("madoguchi_build_info",
+					  "Version of the running madoguchid.", METRIC_GAUGE),
+			   "version=\"" PACKAGE_VERSION "\""),
+	    1);
+	s->m_reloads_ok =
+	    metrics_series(metrics_family("madoguchi_config_reloads_total",
+					  "Configuration reloads, by result.", METRIC_COUNTER),
+			   "result=\"applied\"");
+	s->m_reloads_failed =
+	    metrics_series(metrics_family("madoguchi_config_reloads_total",
+					  "Configuration reloads, by result.", METRIC_COUNTER),
+			   "result=\"rejected\"");
 
 	s->store.ssl_ctx = tls_server_context(cfg, msg, msg_size);
 	if (s->store.ssl_ctx == NULL)
@@ -207,8 +204,8 @@ int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *ms
 			      admin_store_route_count);
 	server_listener_setup(s, &s->admin, "admin", &cfg->admin.limits, admin_admin_routes,
 			      admin_admin_route_count);
-	server_listener_setup(s, &s->metrics, "metrics", &cfg->metrics.limits,
-			      admin_metrics_routes, admin_metrics_route_count);
+	server_listener_setup(s, &s->metrics, "metrics", &cfg->metrics.limits, admin_metrics_routes,
+			      admin_metrics_route_count);
 
 	if (listener_open_tcp(&s->store, loop, cfg->store.address, cfg->store.port, msg,
 			      msg_size) != 0)
@@ -216,9 +213,8 @@ int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *ms
 	if (listener_open_unix(&s->admin, loop, cfg->admin.unix_path, cfg->admin.mode,
 			       cfg->admin.group, msg, msg_size) != 0)
 		goto fail;
-	if (cfg->metrics.enabled &&
-	    listener_open_tcp(&s->metrics, loop, cfg->metrics.address, cfg->metrics.port, msg,
-			      msg_size) != 0)
+	if (cfg->metrics.enabled && listener_open_tcp(&s->metrics, loop, cfg->metrics.address,
+						      cfg->metrics.port, msg, msg_size) != 0)
 		goto fail;
 
 	uv_timer_init(loop, &s->drain_timer);

@@ -17,14 +17,14 @@
 
 struct server {
 	uv_loop_t *loop;
-	struct config *cfg;             /* current; replaced by a successful reload */
+	struct config *cfg; /* current; replaced by a successful reload */
 	struct listener store;
 	struct listener admin;
 	struct listener metrics;
 	uv_signal_t sig_term;
 	uv_signal_t sig_int;
 	uv_signal_t sig_hup;
-	uv_check_t log_flusher;         /* flushes buffered log lines once per loop iteration */
+	uv_check_t log_flusher; /* flushes buffered log lines once per loop iteration */
 	uv_timer_t drain_timer;
 	bool draining;
 	time_t started_at;
@@ -36,8 +36,7 @@ struct server {
  * Opens the listeners of cfg (taking a reference to it) and installs the signal handlers.
  * Returns 0, or -1 with msg filled; on failure whatever was opened is closed again.
  */
-int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *msg,
-		 size_t msg_size);
+int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *msg, size_t msg_size);
 
 /*
  * Re-reads the config file.  A valid one replaces the running config: limits at once, TLS

@@ -51,12 +51,14 @@ SSL_CTX *tls_server_context(const struct config *cfg, char *msg, size_t msg_size
 
 	int min = t->min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION;
 	if (SSL_CTX_set_min_proto_version(ctx, min) != 1)
-		return tls_fail(ctx, cfg, msg, msg_size, "cannot set the minimum TLS version", NULL);
+		return tls_fail(ctx, cfg, msg, msg_size, "cannot set the minimum TLS version",
+				NULL);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+				     SSL_OP_CIPHER_SERVER_PREFERENCE);
 
 	if (SSL_CTX_use_certificate_chain_file(ctx, t->certificate) != 1)
-		return tls_fail(ctx, cfg, msg, msg_size, "cannot load the certificate", t->certificate);
+		return tls_fail(ctx, cfg, msg, msg_size, "cannot load the certificate",
+				t->certificate);
 	if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1)
 		return tls_fail(ctx, cfg, msg, msg_size, "cannot load the private key", t->key);
 	if (SSL_CTX_check_private_key(ctx) != 1)

@@ -33,9 +33,9 @@
 #error "PACKAGE_VERSION must be defined (the build passes -include mdg-autoconf.h)"
 #endif
 
-#define CTL_PROG "madoguchictl"
-#define CTL_DEFAULT_SOCKET "/run/madoguchi/admin.sock"
-#define CTL_SOCKET_ENV "MADOGUCHI_SOCKET"
+#define CTL_PROG	      "madoguchictl"
+#define CTL_DEFAULT_SOCKET    "/run/madoguchi/admin.sock"
+#define CTL_SOCKET_ENV	      "MADOGUCHI_SOCKET"
 #define CTL_DEFAULT_TIMEOUT_S 30.0
 /* A reply larger than this is refused rather than buffered; later streaming commands
  * (audit export) should write through instead of using ctl_request(). */
@@ -80,8 +80,8 @@ static int cmd_help(const struct ctl_context *ctx, int argc, char **argv);
 
 /* The subcommands, in the order usage lists them. Append rows; keep `help` last. */
 static const struct ctl_command ctl_commands[] = {
-	{"status", "", "show the daemon's state, listeners and plugins (GET /v1/status)", cmd_status},
-	{"help", "", "show this help", cmd_help},
+    {"status", "", "show the daemon's state, listeners and plugins (GET /v1/status)", cmd_status},
+    {"help", "", "show this help", cmd_help},
 };
 
 /*
@@ -149,11 +149,12 @@ static size_t ctl_buffer_append(char *chunk, size_t size, size_t nmemb, void *us
 static int ctl_describe_unreachable(const struct ctl_context *ctx, const char *why,
 				    struct ctl_error *err)
 {
-	return ctl_error_set(err, CTL_EXIT_UNREACHABLE,
-			     "cannot reach madoguchid on the admin socket %s: %s\n"
-			     "  Is madoguchid running? Point at its listeners.admin.unix socket with "
-			     "--socket PATH or " CTL_SOCKET_ENV "=PATH.",
-			     ctx->socket_path, why);
+	return ctl_error_set(
+	    err, CTL_EXIT_UNREACHABLE,
+	    "cannot reach madoguchid on the admin socket %s: %s\n"
+	    "  Is madoguchid running? Point at its listeners.admin.unix socket with "
+	    "--socket PATH or " CTL_SOCKET_ENV "=PATH.",
+	    ctx->socket_path, why);
 }
 
 /*
@@ -201,7 +202,8 @@ static int ctl_request(const struct ctl_context *ctx, const char *method, const 
 		headers = curl_slist_append(headers, "Content-Type: application/json");
 	}
 	if (headers == NULL) {
-		rc = ctl_error_set(err, CTL_EXIT_DAEMON_ERROR, "out of memory building the request");
+		rc =
+		    ctl_error_set(err, CTL_EXIT_DAEMON_ERROR, "out of memory building the request");
 		goto out;
 	}
 
@@ -235,14 +237,15 @@ static int ctl_request(const struct ctl_context *ctx, const char *method, const 
 					   method, path, CTL_MAX_REPLY_BYTES / (1024u * 1024u));
 		} else if (res == CURLE_OPERATION_TIMEDOUT) {
 			char why[128];
-			snprintf(why, sizeof why, "no answer within %.3g s (raise it with --timeout)",
+			snprintf(why, sizeof why,
+				 "no answer within %.3g s (raise it with --timeout)",
 				 (double)ctx->timeout_ms / 1000.0);
 			rc = ctl_describe_unreachable(ctx, why, err);
 		} else if (res == CURLE_COULDNT_CONNECT && os_errno != 0) {
 			rc = ctl_describe_unreachable(ctx, strerror((int)os_errno), err);
 		} else {
 			rc = ctl_describe_unreachable(
-				ctx, curl_message[0] ? curl_message : curl_easy_strerror(res), err);
+			    ctx, curl_message[0] ? curl_message : curl_easy_strerror(res), err);
 		}
 		goto out;
 	}
@@ -252,12 +255,12 @@ static int ctl_request(const struct ctl_context *ctx, const char *method, const 
 		json_error_t jerr;
 		*json_reply = json_loadb(reply.data, reply.len, 0, &jerr);
 		if (*json_reply == NULL) {
-			rc = ctl_error_set(err, CTL_EXIT_DAEMON_ERROR,
-					   "%s %s: the daemon answered HTTP %ld with a body that is "
-					   "not JSON (%s at byte %d); is %s really madoguchid's admin "
-					   "socket?",
-					   method, path, *http_status, jerr.text, jerr.position,
-					   ctx->socket_path);
+			rc = ctl_error_set(
+			    err, CTL_EXIT_DAEMON_ERROR,
+			    "%s %s: the daemon answered HTTP %ld with a body that is "
+			    "not JSON (%s at byte %d); is %s really madoguchid's admin "
+			    "socket?",
+			    method, path, *http_status, jerr.text, jerr.position, ctx->socket_path);
 		}
 	}
 
@@ -366,12 +369,14 @@ static const char *ctl_format_duration(json_int_t seconds, char *buf, size_t siz
 	json_int_t m = seconds % 3600 / 60, s = seconds % 60;
 
 	if (d > 0)
-		snprintf(buf, size, "%" JSON_INTEGER_FORMAT "d %" JSON_INTEGER_FORMAT
-				    "h %" JSON_INTEGER_FORMAT "m",
+		snprintf(buf, size,
+			 "%" JSON_INTEGER_FORMAT "d %" JSON_INTEGER_FORMAT "h %" JSON_INTEGER_FORMAT
+			 "m",
 			 d, h, m);
 	else if (h > 0)
-		snprintf(buf, size, "%" JSON_INTEGER_FORMAT "h %" JSON_INTEGER_FORMAT
-				    "m %" JSON_INTEGER_FORMAT "s",
+		snprintf(buf, size,
+			 "%" JSON_INTEGER_FORMAT "h %" JSON_INTEGER_FORMAT "m %" JSON_INTEGER_FORMAT
+			 "s",
 			 h, m, s);
 	else if (m > 0)
 		snprintf(buf, size, "%" JSON_INTEGER_FORMAT "m %" JSON_INTEGER_FORMAT "s", m, s);
@@ -400,7 +405,8 @@ static void ctl_print_listeners(const json_t *listeners)
 
 	if (!json_is_array(listeners))
 		return;
-	json_array_foreach (listeners, i, l) {
+	json_array_foreach(listeners, i, l)
+	{
 		const char *name = ctl_json_string(l, "name");
 		const char *addr = ctl_json_string(l, "address");
 		if (name != NULL && (int)strlen(name) > name_w)
@@ -409,7 +415,8 @@ static void ctl_print_listeners(const json_t *listeners)
 			addr_w = (int)strlen(addr);
 	}
 	printf("listeners:%s\n", json_array_size(listeners) == 0 ? " none" : "");
-	json_array_foreach (listeners, i, l) {
+	json_array_foreach(listeners, i, l)
+	{
 		if (!json_is_object(l)) {
 			char text[512];
 			printf("  %s\n", ctl_scalar_text(l, text, sizeof text));
@@ -442,7 +449,8 @@ static void ctl_print_plugins(const json_t *plugins)
 	if (!json_is_array(plugins))
 		return;
 	printf("plugins:%s\n", json_array_size(plugins) == 0 ? "   none" : "");
-	json_array_foreach (plugins, i, p) {
+	json_array_foreach(plugins, i, p)
+	{
 		if (!json_is_object(p)) {
 			char text[512];
 			printf("  %s\n", ctl_scalar_text(p, text, sizeof text));
@@ -480,8 +488,9 @@ static int cmd_status(const struct ctl_context *ctx, int argc, char **argv)
 		return CTL_EXIT_OK;
 	}
 	if (!json_is_object(status)) {
-		fprintf(stderr, CTL_PROG ": GET /v1/status: expected a JSON object from the daemon; "
-				"run with --json to see what it sent\n");
+		fprintf(stderr,
+			CTL_PROG ": GET /v1/status: expected a JSON object from the daemon; "
+				 "run with --json to see what it sent\n");
 		json_decref(status);
 		return CTL_EXIT_DAEMON_ERROR;
 	}
@@ -593,17 +602,14 @@ static bool ctl_parse_timeout(const char *text, long *timeout_ms)
 int main(int argc, char **argv)
 {
 	static const struct option long_options[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"json", no_argument, NULL, 'j'},
-		{"timeout", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"socket", required_argument, NULL, 's'},  {"json", no_argument, NULL, 'j'},
+	    {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
 	};
 	struct ctl_context ctx = {
-		.socket_path = NULL,
-		.json_output = false,
-		.timeout_ms = (long)(CTL_DEFAULT_TIMEOUT_S * 1000),
+	    .socket_path = NULL,
+	    .json_output = false,
+	    .timeout_ms = (long)(CTL_DEFAULT_TIMEOUT_S * 1000),
 	};
 	int opt;
 

@@ -39,7 +39,8 @@ SSL_CTX *SSL_CTX_new(const SSL_METHOD *method)
 {
 	ssl_ctx_new_fn real_new = (ssl_ctx_new_fn)dlsym(RTLD_NEXT, "SSL_CTX_new");
 	if (real_new == NULL) {
-		fprintf(stderr, "wrk-client-cert: cannot find the real SSL_CTX_new: %s\n", dlerror());
+		fprintf(stderr, "wrk-client-cert: cannot find the real SSL_CTX_new: %s\n",
+			dlerror());
 		exit(1);
 	}
 	SSL_CTX *ctx = real_new(method);

@@ -26,7 +26,7 @@
 #include "config.h"
 
 struct fixture {
-	char dir[PATH_MAX];  /* the temporary directory, without symbolic links */
+	char dir[PATH_MAX];	  /* the temporary directory, without symbolic links */
 	char file[PATH_MAX + 32]; /* dir/madoguchi.yaml */
 };
 
@@ -322,7 +322,8 @@ static void relative_paths_resolve_against_config_directory(void **state)
 			 "    port: 8443\n"
 			 "    tls:\n"
 			 "      certificate: ./../pki/server.pem\n"
-			 "      key: /" "/tmp/./x/../server.key\n"
+			 "      key: /"
+			 "/tmp/./x/../server.key\n"
 			 "      client_ca: ..//pki/store-ca.pem\n"
 			 "  admin:\n"
 			 "    unix: run/admin.sock\n");
@@ -397,7 +398,7 @@ static void references_keep_config_alive_until_last_unref(void **state)
 	config_unref(cfg);
 	assert_int_equal(cfg->refs, 1);
 	assert_string_equal(cfg->store.address, "127.0.0.1"); /* still alive (ASan checks) */
-	config_unref(cfg);                                     /* frees (ASan checks for leaks) */
+	config_unref(cfg);				      /* frees (ASan checks for leaks) */
 	config_unref(NULL);
 	assert_null(config_ref(NULL));
 }
@@ -411,7 +412,7 @@ static void duration_parser_reads_units_and_bare_seconds(void **state)
 		const char *text;
 		uint64_t ms;
 	} ok[] = {{"250ms", 250}, {"10s", 10000}, {"5m", 300000}, {"1h", 3600000},
-		  {"30", 30000},  {"0", 0},        {"0ms", 0},       {"007s", 7000}};
+		  {"30", 30000},  {"0", 0},	  {"0ms", 0},	  {"007s", 7000}};
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		uint64_t ms = 12345;
 		if (config_parse_duration(ok[i].text, &ms) != 0)
@@ -423,9 +424,21 @@ static void duration_parser_reads_units_and_bare_seconds(void **state)
 static void duration_parser_rejects_other_forms(void **state)
 {
 	(void)state;
-	static const char *const bad[] = {"",     "-1s",  "+1s", "1.5s", "10 s", " 10s", "10S",
-					  "1d",   "ms",   "1sm", "s",    "1hh",  "0x10",
-					  "18446744073709551615s", "99999999999999999999"};
+	static const char *const bad[] = {"",
+					  "-1s",
+					  "+1s",
+					  "1.5s",
+					  "10 s",
+					  " 10s",
+					  "10S",
+					  "1d",
+					  "ms",
+					  "1sm",
+					  "s",
+					  "1hh",
+					  "0x10",
+					  "18446744073709551615s",
+					  "99999999999999999999"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		uint64_t ms = 777;
 		if (config_parse_duration(bad[i], &ms) != -1)
@@ -442,12 +455,9 @@ static void size_parser_reads_bytes_and_binary_suffixes(void **state)
 	static const struct {
 		const char *text;
 		uint64_t bytes;
-	} ok[] = {{"65536", 65536},
-		  {"64KiB", 65536},
-		  {"1MiB", 1048576},
-		  {"2GiB", UINT64_C(2147483648)},
-		  {"0", 0},
-		  {"18446744073709551615", UINT64_MAX}};
+	} ok[] = {{"65536", 65536},  {"64KiB", 65536},
+		  {"1MiB", 1048576}, {"2GiB", UINT64_C(2147483648)},
+		  {"0", 0},	     {"18446744073709551615", UINT64_MAX}};
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		uint64_t bytes = 1;
 		if (config_parse_size(ok[i].text, &bytes) != 0)
@@ -459,9 +469,20 @@ static void size_parser_reads_bytes_and_binary_suffixes(void **state)
 static void size_parser_rejects_decimal_suffixes_and_junk(void **state)
 {
 	(void)state;
-	static const char *const bad[] = {"",    "64KB", "64kb", "64K",  "1MB", "1GB", "64 KiB",
-					  "-1",  "1.5MiB", "KiB", "1TiB", "64kib",
-					  "18446744073709551616", "17179869184GiB"};
+	static const char *const bad[] = {"",
+					  "64KB",
+					  "64kb",
+					  "64K",
+					  "1MB",
+					  "1GB",
+					  "64 KiB",
+					  "-1",
+					  "1.5MiB",
+					  "KiB",
+					  "1TiB",
+					  "64kib",
+					  "18446744073709551616",
+					  "17179869184GiB"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		uint64_t bytes = 777;
 		if (config_parse_size(bad[i], &bytes) != -1)
@@ -700,8 +721,8 @@ static void out_of_range_limit_integers_are_rejected(void **state)
 	expect_error(*state, MINIMAL_LISTENERS "    limits: {max_connections: 0}\n", 11, 31,
 		     "listeners.admin.limits.max_connections: '0' is out of range (1 to 1000000)");
 	expect_error(*state,
-		     MINIMAL_LISTENERS "    limits: {max_requests_per_connection: 10000001}\n", 11, 43,
-		     "'10000001' is out of range (1 to 10000000)");
+		     MINIMAL_LISTENERS "    limits: {max_requests_per_connection: 10000001}\n", 11,
+		     43, "'10000001' is out of range (1 to 10000000)");
 }
 
 static void non_numeric_address_is_rejected(void **state)
@@ -735,8 +756,7 @@ static void bad_size_is_rejected(void **state)
 	expect_error(*state, MINIMAL_LISTENERS "    limits:\n      max_body_bytes: 16MB\n", 12, 23,
 		     "listeners.admin.limits.max_body_bytes: expected a size in bytes, optionally "
 		     "with a KiB, MiB or GiB suffix (KB, MB and GB are not accepted), got '16MB'");
-	expect_error(*state, MINIMAL_LISTENERS "    limits:\n      max_header_bytes: 512\n", 12,
-		     25,
+	expect_error(*state, MINIMAL_LISTENERS "    limits:\n      max_header_bytes: 512\n", 12, 25,
 		     "listeners.admin.limits.max_header_bytes: '512' is out of range "
 		     "(1KiB to 1MiB)");
 	expect_error(*state, MINIMAL_LISTENERS "    limits:\n      max_body_bytes: 2GiB\n", 12, 23,
@@ -875,50 +895,50 @@ static void long_values_are_truncated_in_messages(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST(minimal_config_gets_documented_defaults),
-		TEST(every_key_overrides_its_default),
-		TEST(quoted_and_plain_spellings_are_equivalent),
-		TEST(empty_optional_sections_keep_defaults),
-		TEST(relative_paths_resolve_against_config_directory),
-		TEST(shipped_example_loads_with_file_checks_skipped),
-		TEST(existing_group_is_accepted),
-		TEST(references_keep_config_alive_until_last_unref),
-		TEST(duration_parser_reads_units_and_bare_seconds),
-		TEST(duration_parser_rejects_other_forms),
-		TEST(size_parser_reads_bytes_and_binary_suffixes),
-		TEST(size_parser_rejects_decimal_suffixes_and_junk),
-		TEST(missing_file_is_reported_with_strerror),
-		TEST(directory_instead_of_file_is_rejected),
-		TEST(empty_file_is_rejected),
-		TEST(top_level_that_is_not_a_mapping_is_rejected),
-		TEST(yaml_syntax_error_is_reported_at_problem_mark),
-		TEST(invalid_utf8_is_rejected),
-		TEST(second_yaml_document_is_rejected),
-		TEST(yaml_aliases_are_rejected),
-		TEST(unknown_top_level_key_is_reported_at_the_key),
-		TEST(unknown_nested_key_is_reported_with_dotted_path),
-		TEST(non_scalar_key_is_rejected),
-		TEST(duplicate_key_is_reported_at_the_second_key),
-		TEST(missing_required_key_is_reported_at_the_mapping),
-		TEST(empty_required_section_is_reported_at_its_key),
-		TEST(scalar_where_mapping_expected_is_rejected),
-		TEST(mapping_where_scalar_expected_is_rejected),
-		TEST(non_integer_port_is_rejected),
-		TEST(out_of_range_port_is_rejected),
-		TEST(out_of_range_limit_integers_are_rejected),
-		TEST(non_numeric_address_is_rejected),
-		TEST(bad_duration_is_rejected),
-		TEST(bad_size_is_rejected),
-		TEST(bad_mode_is_rejected),
-		TEST(unknown_log_level_is_rejected),
-		TEST(bad_bool_is_rejected),
-		TEST(bad_tls_min_version_is_rejected),
-		TEST(empty_path_is_rejected),
-		TEST(unreadable_tls_file_is_reported_at_the_value),
-		TEST(tls_file_that_is_a_directory_is_rejected),
-		TEST(skipping_file_checks_accepts_missing_tls_files),
-		TEST(nonexistent_group_is_rejected),
-		TEST(long_values_are_truncated_in_messages),
+	    TEST(minimal_config_gets_documented_defaults),
+	    TEST(every_key_overrides_its_default),
+	    TEST(quoted_and_plain_spellings_are_equivalent),
+	    TEST(empty_optional_sections_keep_defaults),
+	    TEST(relative_paths_resolve_against_config_directory),
+	    TEST(shipped_example_loads_with_file_checks_skipped),
+	    TEST(existing_group_is_accepted),
+	    TEST(references_keep_config_alive_until_last_unref),
+	    TEST(duration_parser_reads_units_and_bare_seconds),
+	    TEST(duration_parser_rejects_other_forms),
+	    TEST(size_parser_reads_bytes_and_binary_suffixes),
+	    TEST(size_parser_rejects_decimal_suffixes_and_junk),
+	    TEST(missing_file_is_reported_with_strerror),
+	    TEST(directory_instead_of_file_is_rejected),
+	    TEST(empty_file_is_rejected),
+	    TEST(top_level_that_is_not_a_mapping_is_rejected),
+	    TEST(yaml_syntax_error_is_reported_at_problem_mark),
+	    TEST(invalid_utf8_is_rejected),
+	    TEST(second_yaml_document_is_rejected),
+	    TEST(yaml_aliases_are_rejected),
+	    TEST(unknown_top_level_key_is_reported_at_the_key),
+	    TEST(unknown_nested_key_is_reported_with_dotted_path),
+	    TEST(non_scalar_key_is_rejected),
+	    TEST(duplicate_key_is_reported_at_the_second_key),
+	    TEST(missing_required_key_is_reported_at_the_mapping),
+	    TEST(empty_required_section_is_reported_at_its_key),
+	    TEST(scalar_where_mapping_expected_is_rejected),
+	    TEST(mapping_where_scalar_expected_is_rejected),
+	    TEST(non_integer_port_is_rejected),
+	    TEST(out_of_range_port_is_rejected),
+	    TEST(out_of_range_limit_integers_are_rejected),
+	    TEST(non_numeric_address_is_rejected),
+	    TEST(bad_duration_is_rejected),
+	    TEST(bad_size_is_rejected),
+	    TEST(bad_mode_is_rejected),
+	    TEST(unknown_log_level_is_rejected),
+	    TEST(bad_bool_is_rejected),
+	    TEST(bad_tls_min_version_is_rejected),
+	    TEST(empty_path_is_rejected),
+	    TEST(unreadable_tls_file_is_reported_at_the_value),
+	    TEST(tls_file_that_is_a_directory_is_rejected),
+	    TEST(skipping_file_checks_accepts_missing_tls_files),
+	    TEST(nonexistent_group_is_rejected),
+	    TEST(long_values_are_truncated_in_messages),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -18,13 +18,13 @@
 static struct config_limits test_limits(void)
 {
 	struct config_limits l = {
-		.max_connections = 10,
-		.max_header_bytes = 1024,
-		.max_body_bytes = 100,
-		.header_timeout_ms = 1000,
-		.body_timeout_ms = 1000,
-		.idle_timeout_ms = 1000,
-		.max_requests_per_connection = 100,
+	    .max_connections = 10,
+	    .max_header_bytes = 1024,
+	    .max_body_bytes = 100,
+	    .header_timeout_ms = 1000,
+	    .body_timeout_ms = 1000,
+	    .idle_timeout_ms = 1000,
+	    .max_requests_per_connection = 100,
 	};
 	return l;
 }
@@ -153,8 +153,8 @@ static void a_chunked_body_over_the_limit_fails_with_413(void **state)
 	http_session_init(&s, &lim);
 	size_t used;
 	assert_int_equal(
-		feed_all(&s, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n", &used),
-		HTTP_FEED_MORE);
+	    feed_all(&s, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n", &used),
+	    HTTP_FEED_MORE);
 	char chunk[200];
 	memset(chunk, 'x', 0x50);
 	strcpy(chunk + 0x50, "\r\n50\r\n");
@@ -189,7 +189,8 @@ static void pipelined_requests_are_handed_out_one_at_a_time_in_order(void **stat
 	struct config_limits lim = test_limits();
 	struct http_session s;
 	http_session_init(&s, &lim);
-	const char *text = "GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: b\r\n\r\n";
+	const char *text =
+	    "GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: b\r\n\r\n";
 	size_t used;
 	assert_int_equal(feed_all(&s, text, &used), HTTP_FEED_REQUEST);
 	assert_true(used < strlen(text));
@@ -231,10 +232,10 @@ static void a_protocol_upgrade_is_refused_with_400(void **state)
 	struct http_session s;
 	http_session_init(&s, &lim);
 	size_t used;
-	assert_int_equal(feed_all(&s,
-				  "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-				  &used),
-			 HTTP_FEED_ERROR);
+	assert_int_equal(
+	    feed_all(&s, "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+		     &used),
+	    HTTP_FEED_ERROR);
 	assert_int_equal(s.error_status, 400);
 	http_session_free(&s);
 }
@@ -273,9 +274,9 @@ static void a_problem_answer_is_rfc9457_json_with_code_and_request_id(void **sta
 {
 	struct http_response r;
 	http_response_init(&r);
-	assert_int_equal(http_response_problem(&r, 413, "BODY_TOO_LARGE", "Content Too Large",
-					       "too big", "abc"),
-			 0);
+	assert_int_equal(
+	    http_response_problem(&r, 413, "BODY_TOO_LARGE", "Content Too Large", "too big", "abc"),
+	    0);
 	assert_int_equal(r.status, 413);
 	assert_string_equal(r.content_type, "application/problem+json");
 	json_error_t err;
@@ -294,20 +295,20 @@ static void a_problem_answer_is_rfc9457_json_with_code_and_request_id(void **sta
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(a_simple_request_is_parsed_with_path_headers_and_body),
-		cmocka_unit_test(a_request_fed_byte_by_byte_parses_the_same),
-		cmocka_unit_test(headers_over_the_limit_fail_with_431),
-		cmocka_unit_test(headers_just_under_the_limit_are_accepted),
-		cmocka_unit_test(too_many_header_lines_fail_with_431),
-		cmocka_unit_test(a_declared_body_over_the_limit_fails_with_413_before_it_arrives),
-		cmocka_unit_test(a_chunked_body_over_the_limit_fails_with_413),
-		cmocka_unit_test(a_chunked_body_within_the_limit_is_assembled),
-		cmocka_unit_test(pipelined_requests_are_handed_out_one_at_a_time_in_order),
-		cmocka_unit_test(a_malformed_request_line_fails_with_400),
-		cmocka_unit_test(a_protocol_upgrade_is_refused_with_400),
-		cmocka_unit_test(http_1_0_without_keep_alive_is_not_kept_alive),
-		cmocka_unit_test(a_response_serialises_status_length_type_and_close),
-		cmocka_unit_test(a_problem_answer_is_rfc9457_json_with_code_and_request_id),
+	    cmocka_unit_test(a_simple_request_is_parsed_with_path_headers_and_body),
+	    cmocka_unit_test(a_request_fed_byte_by_byte_parses_the_same),
+	    cmocka_unit_test(headers_over_the_limit_fail_with_431),
+	    cmocka_unit_test(headers_just_under_the_limit_are_accepted),
+	    cmocka_unit_test(too_many_header_lines_fail_with_431),
+	    cmocka_unit_test(a_declared_body_over_the_limit_fails_with_413_before_it_arrives),
+	    cmocka_unit_test(a_chunked_body_over_the_limit_fails_with_413),
+	    cmocka_unit_test(a_chunked_body_within_the_limit_is_assembled),
+	    cmocka_unit_test(pipelined_requests_are_handed_out_one_at_a_time_in_order),
+	    cmocka_unit_test(a_malformed_request_line_fails_with_400),
+	    cmocka_unit_test(a_protocol_upgrade_is_refused_with_400),
+	    cmocka_unit_test(http_1_0_without_keep_alive_is_not_kept_alive),
+	    cmocka_unit_test(a_response_serialises_status_length_type_and_close),
+	    cmocka_unit_test(a_problem_answer_is_rfc9457_json_with_code_and_request_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
