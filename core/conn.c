@@ -68,6 +68,7 @@ struct conn {
 	enum conn_timer_phase timer_phase;
 	uint32_t writes_pending;   /* queued uv_write requests */
 	uint64_t request_begin_ns; /* uv_hrtime() at the current request's first byte */
+	char request_id[33];	   /* of the current request, from its first byte */
 	int handles_open;
 	bool handshake_done;
 	bool busy;	 /* a request is being answered */
@@ -364,8 +365,7 @@ static void conn_finish(struct conn *c)
 
 /* --- answering ---------------------------------------------------------------------------- */
 
-static void conn_access_log(struct conn *c, const struct http_request *req,
-			    const struct http_response *resp)
+static void conn_access_log(struct conn *c, const char *method, const struct http_response *resp)
 {
 	struct listener *l = c->listener;
 	if (!l->server->cfg->log.access || !log_enabled(LOG_INFO))
@@ -382,7 +382,7 @@ static void conn_access_log(struct conn *c, const struct http_request *req,
 	    snprintf(fields, sizeof fields,
 		     "\"listener\":\"%s\",\"request_id\":\"%s\",\"method\":\"%s\","
 		     "\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f%s%s%s",
-		     l->name, req->id, req->method_name, resp->route ? resp->route : "unmatched",
+		     l->name, c->request_id, method, resp->route ? resp->route : "unmatched",
 		     resp->status, ms, resp->problem_code ? ",\"code\":\"" : "",
 		     resp->problem_code ? resp->problem_code : "", resp->problem_code ? "\"" : "");
 	if (n > 0 && (size_t)n < sizeof fields)
@@ -403,7 +403,7 @@ static void conn_send_answer(struct conn *c, struct http_response *resp)
 		return;
 	}
 	conn_count_status(l, resp->status);
-	conn_access_log(c, req, resp);
+	conn_access_log(c, req->method_name, resp);
 	conn_send(c, c->out.data, c->out.len);
 	if (c->out.cap > 64 * 1024)
 		http_buf_free(&c->out); /* do not keep a large answer's buffer around */
@@ -427,7 +427,7 @@ static void conn_dispatch(struct conn *c, struct http_request *req)
 	struct listener *l = c->listener;
 	struct http_response resp;
 	http_response_init(&resp);
-	conn_request_id(req->id);
+	memcpy(req->id, c->request_id, sizeof req->id);
 	c->busy = true;
 	conn_timer_set(c, CONN_TIMER_NONE);
 
@@ -473,14 +473,17 @@ static void conn_reject(struct conn *c, int status, const char *detail)
 			   : status == 408 ? "REQUEST_TIMEOUT"
 			   : status == 503 ? "OVERLOADED"
 					   : "INVALID_REQUEST";
-	http_response_problem(&resp, status, code, http_status_reason(status), detail, NULL);
+	http_response_problem(&resp, status, code, http_status_reason(status), detail,
+			      c->request_id);
 	resp.close = true;
 	c->out.len = 0;
 	if (http_response_serialize(&resp, false, conn_http_date(), &c->out) == 0) {
 		conn_count_status(c->listener, status);
-		if (c->listener->server->cfg->log.access)
-			log_event(LOG_INFO, "access", "{s:s, s:i, s:s}", "listener",
-				  c->listener->name, "status", status, "code", code);
+		/* The method is known once the request line is through. */
+		const char *method = c->http.phase == HTTP_PHASE_BODY
+					 ? http_method_str((enum http_method)c->http.parser.method)
+					 : "-";
+		conn_access_log(c, method, &resp);
 		conn_send(c, c->out.data, c->out.len);
 	}
 	http_response_free(&resp);
@@ -500,8 +503,11 @@ static void conn_process_input(struct conn *c)
 		enum http_feed_result r = http_session_feed(&c->http, c->in.data + c->in_off,
 							    c->in.len - c->in_off, &used);
 		c->in_off += used;
-		if (before == HTTP_PHASE_IDLE && c->http.phase != HTTP_PHASE_IDLE)
+		if (before == HTTP_PHASE_IDLE &&
+		    (c->http.phase != HTTP_PHASE_IDLE || r == HTTP_FEED_ERROR)) {
 			c->request_begin_ns = uv_hrtime();
+			conn_request_id(c->request_id);
+		}
 		if (r == HTTP_FEED_ERROR) {
 			conn_reject(c, c->http.error_status, c->http.error_detail);
 			break;
