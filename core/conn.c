@@ -35,6 +35,9 @@
 
 /* Plaintext waiting for the parser beyond this stops reading until it is consumed. */
 #define CONN_INPUT_HIGH_WATER (256 * 1024)
+/* Answers queued for a client that does not read beyond this stop the parsing of its next
+ * pipelined requests until the queue drains: memory per connection stays bounded. */
+#define CONN_OUTPUT_HIGH_WATER (64 * 1024)
 /* After the last answer of a closing connection, unread input is discarded this long. */
 #define CONN_LINGER_MS 2000
 
@@ -67,6 +70,7 @@ struct conn {
 	struct http_buf out; /* scratch for serialising one answer */
 	enum conn_timer_phase timer_phase;
 	uint32_t writes_pending;   /* queued uv_write requests */
+	size_t out_queued;	   /* bytes in them */
 	uint64_t request_begin_ns; /* uv_hrtime() at the current request's first byte */
 	char request_id[33];	   /* of the current request, from its first byte */
 	int handles_open;
@@ -185,6 +189,7 @@ static void conn_write_cb(uv_write_t *req, int status)
 {
 	struct conn_write *w = (struct conn_write *)req;
 	struct conn *c = w->conn;
+	c->out_queued -= w->len;
 	free(w);
 	c->writes_pending--;
 	if (c->closing)
@@ -193,11 +198,15 @@ static void conn_write_cb(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
+	if (c->writes_pending == 0 && c->close_after_write) {
+		conn_finish(c);
+		return;
+	}
+	if (!c->busy && c->out_queued < CONN_OUTPUT_HIGH_WATER && c->in_off < c->in.len) {
+		conn_process_input(c); /* pipelined requests held back by the queue */
+		return;
+	}
 	if (c->writes_pending == 0) {
-		if (c->close_after_write) {
-			conn_finish(c);
-			return;
-		}
 		if (c->peer_eof && !c->busy) {
 			conn_close(c);
 			return;
@@ -241,6 +250,7 @@ static void conn_write_raw(struct conn *c, const char *data, size_t len)
 		return;
 	}
 	c->writes_pending++;
+	c->out_queued += len;
 	conn_timer_set(c, CONN_TIMER_SEND);
 }
 
@@ -497,7 +507,8 @@ static void conn_reject(struct conn *c, int status, const char *detail)
 static void conn_process_input(struct conn *c)
 {
 	c->in_process = true;
-	while (!c->closing && !c->busy && !c->lingering && c->in_off < c->in.len) {
+	while (!c->closing && !c->busy && !c->lingering && c->in_off < c->in.len &&
+	       c->out_queued < CONN_OUTPUT_HIGH_WATER) {
 		enum http_phase before = c->http.phase;
 		size_t used = 0;
 		enum http_feed_result r = http_session_feed(&c->http, c->in.data + c->in_off,

@@ -3,8 +3,11 @@
 serves many connections at once (the default max_connections, 1024, admits 200)."""
 
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -13,6 +16,18 @@ import harness  # noqa: E402
 from harness import Daemon, Http, expect  # noqa: E402
 
 ACCEPTED = ("madoguchi_connections_accepted_total", {"listener": "store"})
+
+
+def rss_kib(pid):
+    """Resident set size of pid in KiB, or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def main(tap):
@@ -90,6 +105,72 @@ def run_load(tap, d):
         expect(connects == 1, "sum of num_connects is %d, want 1" % connects)
     tap.check("curl with 100 URLs in one invocation reuses one connection (num_connects sums"
               " to 1)", curl_reuse)
+
+    def pipelining_client_that_does_not_read():
+        # The admin socket runs the same connection code as the store listener, without TLS,
+        # so one thread can send while another reads.  Requests alternate between two routes
+        # with different bodies, so the order of the answers is checked too.
+        total = 50000
+        reqs = [b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+                b"GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n"]
+        payload = b"".join(reqs[i % 2] for i in range(total))
+        rss_before = rss_kib(d.proc.pid)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30)
+        sock.connect(d.admin_sock)
+        sent = [0]
+
+        def sender():
+            view = memoryview(payload)
+            try:
+                while sent[0] < len(payload):
+                    sent[0] += sock.send(view[sent[0]:sent[0] + 65536])
+            except OSError:
+                pass
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        time.sleep(1.5)
+        stalled_at = sent[0]
+        rss_during = rss_kib(d.proc.pid)
+        data = bytearray()
+        pos = 0
+        answers = 0
+        order_ok = True
+        head = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r]*\r\n((?:[^\r]+\r\n)*)\r\n")
+        deadline = time.monotonic() + 60
+        while answers < total and time.monotonic() < deadline:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+            while True:
+                m = head.match(data, pos)
+                if not m:
+                    break
+                n = int(re.search(rb"Content-Length: (\d+)", m.group(2)).group(1))
+                if len(data) < m.end() + n:
+                    break
+                body = bytes(data[m.end():m.end() + n])
+                want = b"ok\n" if answers % 2 == 0 else b"ready\n"
+                if m.group(1) != b"200" or body != want:
+                    order_ok = False
+                answers += 1
+                pos = m.end() + n
+            if pos > 1 << 20:
+                del data[:pos]
+                pos = 0
+        t.join(10)
+        sock.close()
+        expect(stalled_at < len(payload), "the daemon read all %d bytes while no answer was "
+               "read: nothing held the client back" % len(payload))
+        expect(answers == total, "got %d answers of %d" % (answers, total))
+        expect(order_ok, "answers out of order or wrong")
+        if not harness.SANITIZERS and rss_before and rss_during:
+            grew = rss_during - rss_before
+            expect(grew < 16 * 1024, "RSS grew by %d KiB while the client did not read" % grew)
+    tap.check("a client pipelining 50,000 requests without reading is held back (the daemon "
+              "stops reading; memory stays bounded) and then gets every answer in order",
+              pipelining_client_that_does_not_read)
 
     def healthy_after():
         with d.store() as h:
