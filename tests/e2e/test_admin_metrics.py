@@ -4,6 +4,7 @@ metrics listener and its Prometheus text, the socket's file mode, and the access
 never carries a raw unknown path, §10)."""
 
 import json
+import grp
 import os
 import stat
 import subprocess
@@ -30,13 +31,19 @@ def main(tap):
         expect(SECRET not in text, "the raw path %r appears in the log" % SECRET)
     tap.check("the raw path of an unknown route appears nowhere in the log", no_secret)
 
-    d2 = Daemon({"listeners": {"admin": {"mode": "0600"}}}).start()
+    # "daemon" is a group every Debian system has (gid 1), unlike the service's own group.
+    d2 = Daemon({"listeners": {"admin": {"mode": "0600", "group": "daemon"}}}).start()
     try:
         def mode0600():
             m = stat.S_IMODE(os.stat(d2.admin_sock).st_mode)
             expect(stat.S_ISSOCK(os.stat(d2.admin_sock).st_mode), "not a socket")
             expect(m == 0o600, "mode %o, want 600" % m)
         tap.check('admin socket has the configured mode ("0600")', mode0600)
+
+        def group_daemon():
+            gid = os.stat(d2.admin_sock).st_gid
+            expect(gid == grp.getgrnam("daemon").gr_gid, "socket group id %d, want daemon's" % gid)
+        tap.check('admin socket belongs to the configured group ("daemon")', group_daemon)
     finally:
         d2.stop()
 
