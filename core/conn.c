@@ -380,7 +380,7 @@ static void conn_access_log(struct conn *c, const char *method, const struct htt
 	struct listener *l = c->listener;
 	if (!l->server->cfg->log.access || !log_enabled(LOG_INFO))
 		return;
-	double ms = (double)(uv_hrtime() - c->request_begin_ns) / 1e6;
+	uint64_t us = (uv_hrtime() - c->request_begin_ns) / 1000;
 	/*
 	 * Formatted by hand: this runs for every request, and every value is one of our own
 	 * tokens (listener and route names from the route table, a method name from the parser's
@@ -391,9 +391,10 @@ static void conn_access_log(struct conn *c, const char *method, const struct htt
 	int n =
 	    snprintf(fields, sizeof fields,
 		     "\"listener\":\"%s\",\"request_id\":\"%s\",\"method\":\"%s\","
-		     "\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f%s%s%s",
+		     "\"route\":\"%s\",\"status\":%d,\"duration_ms\":%llu.%03u%s%s%s",
 		     l->name, c->request_id, method, resp->route ? resp->route : "unmatched",
-		     resp->status, ms, resp->problem_code ? ",\"code\":\"" : "",
+		     resp->status, (unsigned long long)(us / 1000), (unsigned)(us % 1000),
+		     resp->problem_code ? ",\"code\":\"" : "",
 		     resp->problem_code ? resp->problem_code : "", resp->problem_code ? "\"" : "");
 	if (n > 0 && (size_t)n < sizeof fields)
 		log_event_preformatted(LOG_INFO, "access", fields);
@@ -439,7 +440,6 @@ static void conn_dispatch(struct conn *c, struct http_request *req)
 	http_response_init(&resp);
 	memcpy(req->id, c->request_id, sizeof req->id);
 	c->busy = true;
-	conn_timer_set(c, CONN_TIMER_NONE);
 
 	const struct route *found = NULL;
 	bool path_known = false;
@@ -656,6 +656,10 @@ static void conn_timer_cb(uv_timer_t *t)
 	struct conn *c = t->data;
 	enum conn_timer_phase phase = c->timer_phase;
 	c->timer_phase = CONN_TIMER_NONE;
+	/* The header timer is left running while a request is answered (one timer operation
+	 * less per request); once the request is in, receiving timeouts no longer apply. */
+	if (c->busy && (phase == CONN_TIMER_HEADER || phase == CONN_TIMER_BODY))
+		return;
 	if (phase == CONN_TIMER_LINGER || phase == CONN_TIMER_IDLE || phase == CONN_TIMER_SEND) {
 		conn_close(c);
 		return;

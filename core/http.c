@@ -437,15 +437,44 @@ const char *http_status_reason(int status)
 	}
 }
 
+/* Appends a NUL-terminated string. */
+static int buf_append_str(struct http_buf *b, const char *s)
+{
+	return http_buf_append(b, s, strlen(s));
+}
+
+/* Appends v in decimal. */
+static int buf_append_uint(struct http_buf *b, uint64_t v)
+{
+	char digits[24];
+	size_t i = sizeof digits;
+	do {
+		digits[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return http_buf_append(b, digits + i, sizeof digits - i);
+}
+
 int http_response_serialize(const struct http_response *r, bool keep_alive, const char *date,
 			    struct http_buf *out)
 {
-	int rc = http_buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n",
-				 r->status, http_status_reason(r->status), date, r->body.len);
-	if (r->content_type != NULL)
-		rc |= http_buf_printf(out, "Content-Type: %s\r\n", r->content_type);
+	/* Appends, not printf: this runs for every answer. */
+	int rc = buf_append_str(out, "HTTP/1.1 ");
+	rc |= buf_append_uint(out, (uint64_t)r->status);
+	rc |= http_buf_append(out, " ", 1);
+	rc |= buf_append_str(out, http_status_reason(r->status));
+	rc |= buf_append_str(out, "\r\nDate: ");
+	rc |= buf_append_str(out, date);
+	rc |= buf_append_str(out, "\r\nContent-Length: ");
+	rc |= buf_append_uint(out, r->body.len);
+	rc |= http_buf_append(out, "\r\n", 2);
+	if (r->content_type != NULL) {
+		rc |= buf_append_str(out, "Content-Type: ");
+		rc |= buf_append_str(out, r->content_type);
+		rc |= http_buf_append(out, "\r\n", 2);
+	}
 	if (!keep_alive)
-		rc |= http_buf_append(out, "Connection: close\r\n", 19);
+		rc |= buf_append_str(out, "Connection: close\r\n");
 	if (r->headers.len > 0)
 		rc |= http_buf_append(out, r->headers.data, r->headers.len);
 	rc |= http_buf_append(out, "\r\n", 2);

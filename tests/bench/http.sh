@@ -2,9 +2,10 @@
 # http.sh: how fast is madoguchid's store listener next to nginx on the same hardware?
 #
 # Run by hand (not part of `make check`); prints the figures:
-#   madoguchid: N req/s    (median of the rounds)
-#   nginx: N req/s
-#   ratio: X.XX            (madoguchid / nginx)
+#   madoguchid: N req/s, N req per CPU-second    (medians of the rounds)
+#   nginx: N req/s, N req per CPU-second
+#   ratio (req/s): X.XX                  (madoguchid / nginx)
+#   ratio (req per CPU-second): X.XX     (the server-bound comparison; see below)
 #
 # Both servers terminate TLS 1.3 with mutual TLS (client certificate required), the same
 # ECDSA P-256 dev PKI (scripts/dev-pki), write an access log, and answer a tiny 200 (madoguchid
@@ -183,12 +184,18 @@ wait_for nginx "$nginx_pid" "$nginx_port" "$tmp/nginx/error.log"
 # report and leaves the requests per second in $rate. Socket errors and non-2xx answers are
 # reported; a server (PID) that died during the run (a crash, or Ctrl-C, which wrk survives
 # and reports as a short run) ends the script.
+# cpu_ticks PID: user + system CPU time the process has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+clk_tck=$(getconf CLK_TCK)
+
 bench() {
-    local name=$1 pid=$2 log=$3 url=$4 out
+    local name=$1 pid=$2 log=$3 url=$4 out ticks_before ticks_after requests
     echo "== $name: wrk -t1 -c$conns -d$duration $url"
+    ticks_before=$(cpu_ticks "$pid")
     out=$(taskset -c "$client_cpu" env LD_PRELOAD="$tmp/wrk-client-cert.so" \
         WRK_CLIENT_CERT="$pki/center.pem" WRK_CLIENT_KEY="$pki/center.key" \
         wrk -t1 -c"$conns" -d"$duration" "$url") || die "wrk failed against $name"
+    ticks_after=$(cpu_ticks "$pid")
     echo "$out"
     # wrk closes all its connections as it ends; give a crash on that path time to show.
     sleep 0.5
@@ -199,6 +206,11 @@ bench() {
     fi
     rate=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     [[ -n "$rate" ]] || die "no Requests/sec in wrk's output for $name"
+    # Requests per second of the server's own CPU time: what one fully busy core would serve.
+    requests=$(awk '/ requests in / { print $1 }' <<<"$out")
+    per_core=$(awk -v r="$requests" -v t=$((ticks_after - ticks_before)) -v hz="$clk_tck" \
+        'BEGIN { printf "%.0f", (t > 0 ? r / (t / hz) : 0) }')
+    echo "$name used $(awk -v t=$((ticks_after - ticks_before)) -v hz="$clk_tck" 'BEGIN { printf "%.2f", t / hz }') s of CPU: $per_core requests per CPU-second"
     if grep -qE '^ *(Socket errors|Non-2xx)' <<<"$out"; then
         echo "$prog: warning: $name had errors (see above); its figure is not comparable" >&2
     fi
@@ -209,25 +221,36 @@ bench() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 mdg_rates=()
 nginx_rates=()
+mdg_cores=()
+nginx_cores=()
 for ((round = 1; round <= rounds; round++)); do
     echo "== round $round of $rounds"
     if ((!nginx_only)); then
         bench madoguchid "$mdg_pid" "$tmp/madoguchid.log" "https://127.0.0.1:$mdg_port/healthz"
         mdg_rates+=("$rate")
+        mdg_cores+=("$per_core")
     fi
     bench nginx "$nginx_pid" "$tmp/nginx/error.log" "https://127.0.0.1:$nginx_port/"
     nginx_rates+=("$rate")
+    nginx_cores+=("$per_core")
 done
 
 echo
 if ((!nginx_only)); then
-    echo "madoguchid rounds: ${mdg_rates[*]}"
+    echo "madoguchid rounds: ${mdg_rates[*]} req/s; ${mdg_cores[*]} req per CPU-second"
     mdg_rate=$(printf '%s\n' "${mdg_rates[@]}" | median)
-    printf 'madoguchid: %.0f req/s\n' "$mdg_rate"
+    mdg_core=$(printf '%s\n' "${mdg_cores[@]}" | median)
 fi
-echo "nginx rounds: ${nginx_rates[*]}"
+echo "nginx rounds: ${nginx_rates[*]} req/s; ${nginx_cores[*]} req per CPU-second"
 nginx_rate=$(printf '%s\n' "${nginx_rates[@]}" | median)
-printf 'nginx: %.0f req/s\n' "$nginx_rate"
+nginx_core=$(printf '%s\n' "${nginx_cores[@]}" | median)
+# On a two-core machine wrk's one core can saturate before a server's does, so raw req/s
+# can measure the client; requests per CPU-second of the server measure the server.
 if ((!nginx_only)); then
-    awk -v a="$mdg_rate" -v b="$nginx_rate" 'BEGIN { printf "ratio: %.2f\n", (b > 0 ? a / b : 0) }'
+    printf 'madoguchid: %.0f req/s, %.0f req per CPU-second\n' "$mdg_rate" "$mdg_core"
+fi
+printf 'nginx: %.0f req/s, %.0f req per CPU-second\n' "$nginx_rate" "$nginx_core"
+if ((!nginx_only)); then
+    awk -v a="$mdg_rate" -v b="$nginx_rate" 'BEGIN { printf "ratio (req/s): %.2f\n", (b > 0 ? a / b : 0) }'
+    awk -v a="$mdg_core" -v b="$nginx_core" 'BEGIN { printf "ratio (req per CPU-second): %.2f\n", (b > 0 ? a / b : 0) }'
 fi
