@@ -49,6 +49,25 @@ static json_t *admin_listener_json(const struct listener *l)
 			 "connections", (int)l->connections, "tls", l->ssl_ctx != NULL);
 }
 
+/* The fleet view of the plugins (incident I7): which plugin and version each instance runs. */
+static json_t *admin_plugins_json(struct server *s)
+{
+	json_t *list = json_array();
+	for (size_t i = 0; i < plugin_host_count(s->plugins); i++) {
+		struct plugin_instance *inst = plugin_host_instance(s->plugins, i);
+		const struct mdg_plugin_descriptor *d = plugin_instance_descriptor(inst);
+		json_t *certs = json_array();
+		for (size_t c = 0; d->certificates[c] != NULL; c++)
+			json_array_append_new(certs, json_string(d->certificates[c]));
+		json_array_append_new(
+		    list, json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:i}", "name",
+				    plugin_instance_name(inst), "plugin", d->name, "version",
+				    d->version, "vendor", d->vendor, "certificates", certs, "state",
+				    "serving", "in_flight", (int)plugin_instance_in_flight(inst)));
+	}
+	return list;
+}
+
 static void handle_status(struct conn *c, const struct http_request *req,
 			  struct http_response *resp)
 {
@@ -60,11 +79,11 @@ static void handle_status(struct conn *c, const struct http_request *req,
 	json_array_append_new(listeners, admin_listener_json(&s->admin));
 	if (s->cfg->metrics.enabled)
 		json_array_append_new(listeners, admin_listener_json(&s->metrics));
-	json_t *status = json_pack("{s:s, s:s, s:i, s:s, s:I, s:s, s:o, s:[]}", "version",
+	json_t *status = json_pack("{s:s, s:s, s:i, s:s, s:I, s:s, s:o, s:o}", "version",
 				   PACKAGE_VERSION, "state", s->draining ? "draining" : "serving",
 				   "pid", (int)getpid(), "started_at", started, "uptime_seconds",
 				   (json_int_t)(time(NULL) - s->started_at), "config", s->cfg->path,
-				   "listeners", listeners, "plugins");
+				   "listeners", listeners, "plugins", admin_plugins_json(s));
 	admin_json(resp, 200, status);
 }
 

@@ -55,6 +55,9 @@ enum field_kind {
 	KIND_LOG_LEVEL,	  /* enum config_log_level */
 	KIND_BOOL,	  /* bool */
 	KIND_TLS_VERSION, /* int: 12 or 13 */
+	KIND_STRING,	  /* char *: any non-empty text */
+	KIND_INSTANCES,	  /* the plugins mapping: instance name -> plugin_fields */
+	KIND_SETTINGS,	  /* a plugin's free-form config: scalar keys and values */
 };
 
 #define FIELD_REQUIRED	   1u /* missing key is an error */
@@ -227,6 +230,22 @@ static const struct field shutdown_fields[] = {
     {.name = NULL},
 };
 
+static const struct field plugin_fields[] = {
+    {.name = "file", .kind = KIND_STRING, .flags = FIELD_REQUIRED, AT(struct config_plugin, file)},
+    {.name = "timeout",
+     .kind = KIND_DURATION,
+     AT(struct config_plugin, timeout_ms),
+     .min = 1,
+     .max = 10 * MINUTE_MS},
+    {.name = "max_in_flight",
+     .kind = KIND_INTEGER,
+     AT(struct config_plugin, max_in_flight),
+     .min = 1,
+     .max = 100000},
+    {.name = "config", .kind = KIND_SETTINGS, .offset = 0},
+    {.name = NULL},
+};
+
 static const struct field top_fields[] = {
     {.name = "data_dir", .kind = KIND_PATH, AT(struct config, data_dir)},
     {.name = "listeners",
@@ -236,6 +255,8 @@ static const struct field top_fields[] = {
      .section = listeners_fields},
     {.name = "log", .kind = KIND_SECTION, .offset = 0, .section = log_fields},
     {.name = "shutdown", .kind = KIND_SECTION, .offset = 0, .section = shutdown_fields},
+    {.name = "plugin_dir", .kind = KIND_PATH, AT(struct config, plugin_dir)},
+    {.name = "plugins", .kind = KIND_INSTANCES, .offset = 0, .section = plugin_fields},
     {.name = NULL},
 };
 
@@ -243,7 +264,8 @@ static const struct field top_fields[] = {
 #define FITS(table) (sizeof(table) / sizeof((table)[0]) <= SECTION_KEYS_MAX + 1)
 _Static_assert(FITS(limits_fields) && FITS(tls_fields) && FITS(store_fields) &&
 		   FITS(admin_fields) && FITS(metrics_fields) && FITS(listeners_fields) &&
-		   FITS(log_fields) && FITS(shutdown_fields) && FITS(top_fields),
+		   FITS(log_fields) && FITS(shutdown_fields) && FITS(top_fields) &&
+		   FITS(plugin_fields),
 	       "a section has more keys than SECTION_KEYS_MAX");
 
 static const char *const level_names[] = {
@@ -596,6 +618,11 @@ static int config_load_scalar(struct loader *ld, const struct field *f, yaml_nod
 		}
 		config_store_string(dst, copy);
 		return 0;
+	case KIND_STRING:
+		if (text[0] == '\0')
+			return config_fail_at(ld, value->start_mark,
+					      "%s: expected a value, got nothing", name);
+		break;
 	case KIND_ADDRESS:
 		if (inet_pton(AF_INET, text, addr) != 1 && inet_pton(AF_INET6, text, addr) != 1)
 			return config_fail_at(ld, value->start_mark,
@@ -656,7 +683,7 @@ static int config_load_scalar(struct loader *ld, const struct field *f, yaml_nod
 		return config_load_number(ld, f, value, name, text, dst);
 	}
 
-	/* KIND_ADDRESS and KIND_GROUP keep the text as written. */
+	/* KIND_STRING, KIND_ADDRESS and KIND_GROUP keep the text as written. */
 	copy = strdup(text);
 	if (copy == NULL)
 		return config_fail_at(ld, value->start_mark, "out of memory");
@@ -667,12 +694,152 @@ static int config_load_scalar(struct loader *ld, const struct field *f, yaml_nod
 static int config_walk_section(struct loader *ld, const struct field *fields, unsigned char *base,
 			       const char *path, yaml_node_t *map, yaml_mark_t where);
 
+/* True for an instance name: 1 to 63 of [a-z0-9-], starting with a letter or digit. */
+static bool config_instance_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63 || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Reads `plugins:`, a mapping from instance name to its settings (plugin_fields), into
+ * cfg->plugins.  Duplicate names are caught by the mapping walk of YAML keys below.
+ */
+static int config_walk_instances(struct loader *ld, const struct field *f, struct config *cfg,
+				 const char *name, yaml_node_t *key, yaml_node_t *value)
+{
+	if (config_node_is_null(value))
+		return 0;
+	if (value->type != YAML_MAPPING_NODE)
+		return config_fail_at(ld, value->start_mark,
+				      "%s: expected a mapping from instance name to its settings, "
+				      "got %s",
+				      name, config_node_kind(value));
+	size_t count = (size_t)(value->data.mapping.pairs.top - value->data.mapping.pairs.start);
+	cfg->plugins = calloc(count ? count : 1, sizeof *cfg->plugins);
+	if (cfg->plugins == NULL)
+		return config_fail_at(ld, key->start_mark, "out of memory");
+	for (yaml_node_pair_t *pair = value->data.mapping.pairs.start;
+	     pair < value->data.mapping.pairs.top; pair++) {
+		yaml_node_t *ikey = config_visit(ld, pair->key);
+		yaml_node_t *ival = ikey ? config_visit(ld, pair->value) : NULL;
+		if (ival == NULL)
+			return -1;
+		if (ikey->type != YAML_SCALAR_NODE)
+			return config_fail_at(ld, ikey->start_mark,
+					      "%s: expected an instance name, got %s", name,
+					      config_node_kind(ikey));
+		const char *iname = (const char *)ikey->data.scalar.value;
+		if (!config_instance_name_ok(iname))
+			return config_fail_at(
+			    ld, ikey->start_mark,
+			    "%s: instance name '%.*s' must be 1 to 63 of a-z, 0-9 "
+			    "and '-'",
+			    name, config_shown(iname), iname);
+		for (size_t i = 0; i < cfg->plugin_count; i++) {
+			if (strcmp(cfg->plugins[i].name, iname) == 0)
+				return config_fail_at(ld, ikey->start_mark,
+						      "duplicate key '%s' in %s (first given at "
+						      "line %d)",
+						      iname, name, cfg->plugins[i].mark.line);
+		}
+		struct config_plugin *p = &cfg->plugins[cfg->plugin_count++];
+		p->name = strdup(iname);
+		if (p->name == NULL)
+			return config_fail_at(ld, ikey->start_mark, "out of memory");
+		p->mark.line = (int)ikey->start_mark.line + 1;
+		p->mark.column = (int)ikey->start_mark.column + 1;
+		p->timeout_ms = 2 * SECOND_MS;
+		p->max_in_flight = 64;
+		if (ival->type != YAML_MAPPING_NODE)
+			return config_fail_at(
+			    ld, ival->start_mark,
+			    "%s.%s: expected a mapping of settings (file, config, "
+			    "…), got %s",
+			    name, iname, config_node_kind(ival));
+		char path[160];
+		snprintf(path, sizeof path, "%s.%s", name, iname);
+		if (config_walk_section(ld, f->section, (unsigned char *)p, path, ival,
+					ival->start_mark) != 0)
+			return -1;
+		/* The position of `file`, for the loader's refusals. */
+		for (yaml_node_pair_t *fp = ival->data.mapping.pairs.start;
+		     fp < ival->data.mapping.pairs.top; fp++) {
+			yaml_node_t *fk = yaml_document_get_node(ld->doc, fp->key);
+			yaml_node_t *fv = yaml_document_get_node(ld->doc, fp->value);
+			if (strcmp((const char *)fk->data.scalar.value, "file") == 0) {
+				p->file_mark.line = (int)fv->start_mark.line + 1;
+				p->file_mark.column = (int)fv->start_mark.column + 1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Reads a plugin instance's `config:` mapping of scalars; the plugin checks the keys. */
+static int config_walk_settings(struct loader *ld, struct config_plugin *p, const char *name,
+				yaml_node_t *key, yaml_node_t *value)
+{
+	if (config_node_is_null(value))
+		return 0;
+	if (value->type != YAML_MAPPING_NODE)
+		return config_fail_at(
+		    ld, value->start_mark,
+		    "%s: expected a mapping of settings (key: value lines), got %s", name,
+		    config_node_kind(value));
+	size_t count = (size_t)(value->data.mapping.pairs.top - value->data.mapping.pairs.start);
+	p->settings = calloc(count ? count : 1, sizeof *p->settings);
+	if (p->settings == NULL)
+		return config_fail_at(ld, key->start_mark, "out of memory");
+	for (yaml_node_pair_t *pair = value->data.mapping.pairs.start;
+	     pair < value->data.mapping.pairs.top; pair++) {
+		yaml_node_t *k = config_visit(ld, pair->key);
+		yaml_node_t *v = k ? config_visit(ld, pair->value) : NULL;
+		if (v == NULL)
+			return -1;
+		if (k->type != YAML_SCALAR_NODE)
+			return config_fail_at(ld, k->start_mark, "%s: expected a key name, got %s",
+					      name, config_node_kind(k));
+		const char *ktext = (const char *)k->data.scalar.value;
+		if (v->type != YAML_SCALAR_NODE)
+			return config_fail_at(ld, v->start_mark,
+					      "%s.%s: expected a single value, got %s", name, ktext,
+					      config_node_kind(v));
+		for (size_t i = 0; i < p->setting_count; i++) {
+			if (strcmp(p->settings[i].key, ktext) == 0)
+				return config_fail_at(ld, k->start_mark,
+						      "duplicate key '%.*s' in %s (first given at "
+						      "line %d)",
+						      config_shown(ktext), ktext, name,
+						      p->settings[i].mark.line);
+		}
+		struct config_setting *st = &p->settings[p->setting_count++];
+		st->key = strdup(ktext);
+		st->value = strdup((const char *)v->data.scalar.value);
+		if (st->key == NULL || st->value == NULL)
+			return config_fail_at(ld, k->start_mark, "out of memory");
+		st->mark.line = (int)v->start_mark.line + 1;
+		st->mark.column = (int)v->start_mark.column + 1;
+	}
+	return 0;
+}
+
 /* Reads the value of one known key; key is its key node, name its dotted name. */
 static int config_walk_field(struct loader *ld, const struct field *f, unsigned char *base,
 			     const char *name, yaml_node_t *key, yaml_node_t *value)
 {
 	void *dst = base + f->offset;
 
+	if (f->kind == KIND_INSTANCES)
+		return config_walk_instances(ld, f, (struct config *)base, name, key, value);
+	if (f->kind == KIND_SETTINGS)
+		return config_walk_settings(ld, (struct config_plugin *)base, name, key, value);
 	if (f->kind != KIND_SECTION) {
 		if (value->type != YAML_SCALAR_NODE)
 			return config_fail_at(ld, value->start_mark,
@@ -779,6 +946,18 @@ static void config_free(struct config *cfg)
 	free(cfg->admin.unix_path);
 	free(cfg->admin.group);
 	free(cfg->metrics.address);
+	free(cfg->plugin_dir);
+	for (size_t i = 0; i < cfg->plugin_count; i++) {
+		struct config_plugin *p = &cfg->plugins[i];
+		free(p->name);
+		free(p->file);
+		for (size_t j = 0; j < p->setting_count; j++) {
+			free(p->settings[j].key);
+			free(p->settings[j].value);
+		}
+		free(p->settings);
+	}
+	free(cfg->plugins);
 	free(cfg);
 }
 
@@ -817,7 +996,8 @@ static struct config *config_new_default(void)
 		return NULL;
 	cfg->refs = 1;
 	cfg->data_dir = strdup("/var/lib/madoguchi");
-	if (cfg->data_dir == NULL) {
+	cfg->plugin_dir = strdup(MDG_DEFAULT_PLUGIN_DIR);
+	if (cfg->data_dir == NULL || cfg->plugin_dir == NULL) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -979,6 +1159,18 @@ out:
 	}
 	*out = cfg;
 	return 0;
+}
+
+char *config_absolute_path(const struct config *cfg, const char *path)
+{
+	char *dir = strdup(cfg->path);
+	if (dir == NULL)
+		return NULL;
+	char *slash = strrchr(dir, '/');
+	slash[slash == dir ? 1 : 0] = '\0';
+	char *out = config_resolve_path(dir, path);
+	free(dir);
+	return out;
 }
 
 int config_load(const char *path, struct config **out, struct config_error *err)

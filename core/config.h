@@ -16,6 +16,7 @@
 #define MDG_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CONFIG_ERROR_MAX 1024
@@ -78,6 +79,25 @@ struct config_metrics_listener {
 	struct config_limits limits;
 };
 
+/* One key of a plugin instance's free-form `config:` mapping, handed to the plugin. */
+struct config_setting {
+	char *key;
+	char *value;		 /* the scalar as written */
+	struct config_mark mark; /* of the value */
+};
+
+/* One plugin instance: `plugins: {NAME: {file: …, config: {…}}}`. */
+struct config_plugin {
+	char *name;		 /* the instance's name, [a-z0-9-], unique */
+	char *file;		 /* the shared object as written; relative to plugin_dir */
+	struct config_mark mark; /* of the instance's key */
+	struct config_mark file_mark;
+	uint64_t timeout_ms;	/* deadline of one fetch */
+	uint32_t max_in_flight; /* fetches under way at once */
+	struct config_setting *settings;
+	size_t setting_count;
+};
+
 struct config {
 	char *path;	/* the file it was loaded from, absolute */
 	char *data_dir; /* absolute */
@@ -89,7 +109,10 @@ struct config {
 		bool access; /* one access line per request */
 	} log;
 	uint64_t drain_timeout_ms; /* SIGTERM: how long in-flight requests may take */
-	int refs;		   /* atomic; see config_ref() */
+	char *plugin_dir;	   /* absolute; plugins load only from here */
+	struct config_plugin *plugins;
+	size_t plugin_count;
+	int refs; /* atomic; see config_ref() */
 };
 
 /*
@@ -110,6 +133,10 @@ struct config *config_ref(struct config *cfg);
 
 /* Drops a reference; the last one frees everything.  NULL is ignored. */
 void config_unref(struct config *cfg);
+
+/* Returns path made absolute against the directory of cfg's file (malloc'd; NULL when out of
+ * memory).  An absolute path is only normalised. */
+char *config_absolute_path(const struct config *cfg, const char *path);
 
 /* Parses a duration such as "250ms", "10s", "5m", "1h" (a bare number is seconds).
  * Returns 0 and sets *ms, or -1 for anything else (negative, overflow, unknown unit). */

@@ -143,8 +143,8 @@ int main(int argc, char **argv)
 	config_unref(cfg); /* the server holds its own reference */
 	uv_run(loop, UV_RUN_DEFAULT);
 
-	SSL_CTX_free(server.store.ssl_ctx);
-	config_unref(server.cfg);
+	server_free(&server);
+	uv_run(loop, UV_RUN_NOWAIT);
 	uv_loop_close(loop);
 	metrics_reset();
 	log_flush();

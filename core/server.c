@@ -197,6 +197,8 @@ int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *ms
 					  "Configuration reloads, by result.", METRIC_COUNTER),
 			   "result=\"rejected\"");
 
+	if (plugin_host_load(&s->plugins, cfg, loop, msg, msg_size) != 0)
+		goto fail;
 	s->store.ssl_ctx = tls_server_context(cfg, msg, msg_size);
 	if (s->store.ssl_ctx == NULL)
 		goto fail;
@@ -233,9 +235,16 @@ fail:
 	listener_stop(&s->store);
 	listener_stop(&s->admin);
 	listener_stop(&s->metrics);
+	server_free(s);
+	return -1;
+}
+
+void server_free(struct server *s)
+{
+	plugin_host_unload(s->plugins);
+	s->plugins = NULL;
 	SSL_CTX_free(s->store.ssl_ctx);
 	s->store.ssl_ctx = NULL;
 	config_unref(s->cfg);
 	s->cfg = NULL;
-	return -1;
 }

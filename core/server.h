@@ -14,10 +14,12 @@
 
 #include "config.h"
 #include "conn.h"
+#include "plugin_host.h"
 
 struct server {
 	uv_loop_t *loop;
-	struct config *cfg; /* current; replaced by a successful reload */
+	struct config *cfg;	     /* current; replaced by a successful reload */
+	struct plugin_host *plugins; /* loaded at start from the config of that time */
 	struct listener store;
 	struct listener admin;
 	struct listener metrics;
@@ -33,8 +35,9 @@ struct server {
 };
 
 /*
- * Opens the listeners of cfg (taking a reference to it) and installs the signal handlers.
- * Returns 0, or -1 with msg filled; on failure whatever was opened is closed again.
+ * Loads the plugins of cfg, opens its listeners (taking a reference to cfg) and installs the
+ * signal handlers.  Returns 0, or -1 with msg filled; on failure whatever was opened is
+ * closed again.  Plugins are loaded once: a reload does not reload them.
  */
 int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *msg, size_t msg_size);
 
@@ -47,6 +50,9 @@ int server_reload(struct server *s, char *msg, size_t msg_size);
 
 /* Starts draining: stop accepting, finish in-flight requests, then let the loop end. */
 void server_drain(struct server *s);
+
+/* Releases what server_start() set up and the loop no longer uses (after uv_run). */
+void server_free(struct server *s);
 
 /* Called by a listener when one of its connections has closed. */
 void server_connection_closed(struct server *s);

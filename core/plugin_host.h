@@ -1,0 +1,69 @@
+/*
+ * plugin_host.h: loading plugins and running fetches through them.
+ *
+ * plugin_host_load() loads every instance of the config's `plugins:` section, refusing (with
+ * a log line that says why and what to do) any plugin that is not safe to run: wrong ABI,
+ * descriptor too small, missing entry symbol or unresolved symbols, a file writable by others
+ * or owned by another user, a path outside plugin_dir.  One refusal and nothing is loaded.
+ *
+ * plugin_fetch() asks one instance for one record under a deadline.  Each fetch has a ticket
+ * (128 random bits, single use); the answer reaches the caller's callback on the loop thread
+ * exactly once: the record, an error, or MDG_ERR_TIMEOUT.  A completion whose ticket is not
+ * live any more is dropped and counted (madoguchi_plugin_late_completions_total): a late
+ * or foreign result never reaches another request (incident I1).
+ *
+ * Loop thread only, except what the SDK marks "any thread".
+ */
+#ifndef MDG_PLUGIN_HOST_H
+#define MDG_PLUGIN_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include <madoguchi/plugin.h>
+
+#include "config.h"
+
+struct plugin_host;
+struct plugin_instance;
+struct plugin_fetch;
+
+/* Receives a fetch's outcome on the loop thread: status MDG_OK with a record (now owned by
+ * the callback), or an error with record NULL and a reason (may be NULL). */
+typedef void (*plugin_fetch_cb)(void *arg, int status, mdg_record *record, const char *reason);
+
+/* Loads every plugin instance of cfg.  Returns 0, or -1 with msg saying which and why. */
+int plugin_host_load(struct plugin_host **out, const struct config *cfg, uv_loop_t *loop, char *msg,
+		     size_t msg_size);
+
+/* Cancels what is in flight (callbacks are not called), calls every fini(), unloads. */
+void plugin_host_unload(struct plugin_host *host);
+
+size_t plugin_host_count(const struct plugin_host *host);
+struct plugin_instance *plugin_host_instance(struct plugin_host *host, size_t i);
+struct plugin_instance *plugin_host_find(struct plugin_host *host, const char *name);
+
+const char *plugin_instance_name(const struct plugin_instance *inst);
+const struct mdg_plugin_descriptor *plugin_instance_descriptor(const struct plugin_instance *inst);
+/* True when the instance's plugin serves certificate. */
+int plugin_instance_serves(const struct plugin_instance *inst, const char *certificate);
+/* Fetches under way now. */
+uint32_t plugin_instance_in_flight(const struct plugin_instance *inst);
+
+/*
+ * Starts a fetch.  Returns MDG_OK and (if handle is not NULL) a handle valid until the
+ * callback runs or plugin_fetch_abandon() is called; or MDG_ERR_UNAVAILABLE when the
+ * instance already has max_in_flight fetches (admission), or the plugin's own error when it
+ * could not start.  On error the callback is never called.
+ */
+int plugin_fetch(struct plugin_instance *inst, const char *certificate, const char *municipality,
+		 const char *resident_code, uint32_t options, uint64_t timeout_ms,
+		 plugin_fetch_cb cb, void *arg, struct plugin_fetch **handle);
+
+/* The requester is gone: forget the ticket (the plugin is told to cancel); the callback will
+ * not run. */
+void plugin_fetch_abandon(struct plugin_fetch *fetch);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * mock.c: a plugin for the loader's and the fetch contract's tests.
+ *
+ * Its config key `mode` chooses what a fetch does: "ok" completes at once, "delay" after
+ * delay_ms, "never" never, "late" after delay_ms even if cancelled (a late completion),
+ * "error" refuses to start, "invalid" completes with a record whose status is unknown,
+ * "foreign" completes with a fabricated ticket (a result for a request that does not exist).
+ * Built several times with a -D that breaks one thing, for the loader's refusals.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <madoguchi/plugin.h>
+
+struct mock {
+	const mdg_host *host;
+	mdg_plugin_ctx *ctx;
+	const char *mode;
+	int64_t delay_ms;
+	mdg_counter *cancels;
+	mdg_counter *fetches;
+};
+
+struct mock_pending {
+	struct mock *m;
+	mdg_ticket ticket;
+	char certificate[32];
+	char resident_code[64];
+};
+
+#ifdef MOCK_UNRESOLVED
+/* Defined nowhere: dlopen(RTLD_NOW) must fail on it. */
+extern int mdg_symbol_that_does_not_exist(void);
+#endif
+
+static int mock_init(const mdg_host *host, mdg_plugin_ctx *ctx, void **instance)
+{
+#ifdef MOCK_UNRESOLVED
+	if (mdg_symbol_that_does_not_exist() != 0)
+		return MDG_ERR_INVALID;
+#endif
+	struct mock *m = calloc(1, sizeof *m);
+	if (m == NULL)
+		return MDG_ERR_NO_MEMORY;
+	m->host = host;
+	m->ctx = ctx;
+	if (host->config_string(ctx, "mode", 0, "ok", &m->mode) == MDG_ERR_INVALID ||
+	    host->config_int(ctx, "delay_ms", 0, 0, 60000, 50, &m->delay_ms) == MDG_ERR_INVALID) {
+		free(m);
+		return MDG_ERR_INVALID;
+	}
+	const char *modes[] = {"ok", "delay", "never", "late", "error", "invalid", "foreign", NULL};
+	int known = 0;
+	for (int i = 0; modes[i] != NULL; i++)
+		known |= strcmp(modes[i], m->mode) == 0;
+	if (!known) {
+		free(m);
+		return host->config_error(ctx, "mode",
+					  "expected ok, delay, never, late, error, invalid or "
+					  "foreign");
+	}
+	m->cancels = host->counter(ctx, "mock_cancels", "Fetches the host cancelled.", "");
+	m->fetches = host->counter(ctx, "mock_fetches", "Fetches started.", "");
+	*instance = m;
+	return MDG_OK;
+}
+
+static void mock_fini(void *instance)
+{
+	free(instance);
+}
+
+static void mock_complete(struct mock *m, mdg_ticket ticket, const char *certificate,
+			  const char *resident_code)
+{
+	const mdg_host *h = m->host;
+	int invalid = strcmp(m->mode, "invalid") == 0;
+	mdg_record *r = h->record_new(m->ctx, certificate, resident_code, 3,
+				      invalid ? "alive-and-well" : "active", 1795737600);
+	h->record_set(r, "name", "見本 太郎");
+	mdg_item *item = h->record_add_item(r, "members");
+	h->item_set(item, "name", "見本 花子");
+	if (strcmp(m->mode, "foreign") == 0) {
+		for (size_t i = 0; i < sizeof ticket.bytes; i++)
+			ticket.bytes[i] ^= 0x5a;
+	}
+	h->complete(m->ctx, ticket, MDG_OK, r, NULL);
+}
+
+static void mock_timer_fired(void *arg)
+{
+	struct mock_pending *p = arg;
+	mock_complete(p->m, p->ticket, p->certificate, p->resident_code);
+	free(p);
+}
+
+static int mock_fetch(void *instance, const struct mdg_fetch *f)
+{
+	struct mock *m = instance;
+	m->host->counter_add(m->fetches, 1);
+	if (strcmp(m->mode, "error") == 0)
+		return MDG_ERR_BACKEND;
+	if (strcmp(m->mode, "never") == 0)
+		return MDG_OK;
+	if (strcmp(m->mode, "delay") != 0 && strcmp(m->mode, "late") != 0) {
+		mock_complete(m, f->ticket, f->certificate, f->resident_code);
+		return MDG_OK;
+	}
+	struct mock_pending *p = calloc(1, sizeof *p);
+	if (p == NULL)
+		return MDG_ERR_NO_MEMORY;
+	p->m = m;
+	p->ticket = f->ticket;
+	strncpy(p->certificate, f->certificate, sizeof p->certificate - 1);
+	strncpy(p->resident_code, f->resident_code, sizeof p->resident_code - 1);
+	if (m->host->timer_start(m->ctx, (uint64_t)m->delay_ms, mock_timer_fired, p) == NULL) {
+		free(p);
+		return MDG_ERR_NO_MEMORY;
+	}
+	return MDG_OK;
+}
+
+static void mock_cancel(void *instance, mdg_ticket ticket)
+{
+	struct mock *m = instance;
+	(void)ticket;
+	/* "late" keeps its timer on purpose: its completion must be dropped by the host. */
+	m->host->counter_add(m->cancels, 1);
+}
+
+static int mock_health(void *instance, char *detail, size_t size)
+{
+	(void)instance;
+	(void)detail;
+	(void)size;
+	return MDG_OK;
+}
+
+static const char *const mock_certificates[] = {"residence", "seal", NULL};
+
+static const struct mdg_plugin_descriptor mock_descriptor = {
+#ifdef MOCK_BAD_MAJOR
+    .abi_major = MDG_PLUGIN_ABI_MAJOR + 1,
+#else
+    .abi_major = MDG_PLUGIN_ABI_MAJOR,
+#endif
+#ifdef MOCK_BAD_MINOR
+    .abi_minor = MDG_PLUGIN_ABI_MINOR + 1,
+#else
+    .abi_minor = MDG_PLUGIN_ABI_MINOR,
+#endif
+#ifdef MOCK_BAD_SIZE
+    .size = 16,
+#else
+    .size = sizeof(struct mdg_plugin_descriptor),
+#endif
+    .flags = 0,
+    .name = "mock",
+    .version = "1.0.0",
+    .vendor = "madoguchi tests",
+    .certificates = mock_certificates,
+    .init = mock_init,
+    .fini = mock_fini,
+    .fetch = mock_fetch,
+    .cancel = mock_cancel,
+    .health = mock_health,
+};
+
+#ifdef MOCK_NO_ENTRY
+/* Exported under another name: the loader must not find its entry. */
+const struct mdg_plugin_descriptor *mdg_plugin_entry_misspelt(void);
+const struct mdg_plugin_descriptor *mdg_plugin_entry_misspelt(void)
+#else
+const struct mdg_plugin_descriptor *mdg_plugin_entry(void)
+#endif
+{
+	return &mock_descriptor;
+}

@@ -1,0 +1,518 @@
+/*
+ * test_plugin_host.c: the loader's refusals, one deliberately bad plugin each, and the fetch
+ * contract (tickets, deadlines, late and foreign completions, admission) with the mock plugin
+ * built by the test suite (tests/plugins/mock.c).  MDG_TEST_PLUGINS names the directory of
+ * the built test plugins.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "config.h"
+#include "metrics.h"
+#include "plugin_host.h"
+#include "record.h"
+
+struct fixture {
+	char dir[64];	     /* temp dir: config file */
+	char plugin_dir[96]; /* temp dir/plugins */
+	char config_path[128];
+	uv_loop_t loop;
+	struct config *cfg;
+	struct plugin_host *host;
+	char msg[CONFIG_ERROR_MAX];
+};
+
+/* Copies the test plugin NAME.so into the fixture's plugin_dir as AS with mode. */
+static void install_plugin(struct fixture *fx, const char *name, const char *as, mode_t mode)
+{
+	const char *src_dir = getenv("MDG_TEST_PLUGINS");
+	assert_non_null(src_dir);
+	char src[512], dst[512];
+	snprintf(src, sizeof src, "%s/%s.so", src_dir, name);
+	snprintf(dst, sizeof dst, "%s/%s", fx->plugin_dir, as);
+	int in = open(src, O_RDONLY);
+	assert_true(in >= 0);
+	int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(out >= 0);
+	char buf[65536];
+	ssize_t n;
+	while ((n = read(in, buf, sizeof buf)) > 0)
+		assert_int_equal(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+	assert_int_equal(chmod(dst, mode), 0);
+}
+
+/* Writes the config: listeners (files unchecked) and the given plugins section. */
+static void write_config(struct fixture *fx, const char *plugins_yaml)
+{
+	FILE *fp = fopen(fx->config_path, "w");
+	assert_non_null(fp);
+	fprintf(fp,
+		"plugin_dir: %s\n"
+		"listeners:\n"
+		"  store:\n"
+		"    address: 127.0.0.1\n"
+		"    port: 0\n"
+		"    tls: {certificate: a.pem, key: a.key, client_ca: ca.pem}\n"
+		"  admin:\n"
+		"    unix: admin.sock\n"
+		"plugins:\n%s",
+		fx->plugin_dir, plugins_yaml);
+	fclose(fp);
+}
+
+static int load(struct fixture *fx)
+{
+	struct config_error err;
+	config_unref(fx->cfg);
+	fx->cfg = NULL;
+	if (config_load_opts(fx->config_path, CONFIG_SKIP_FILE_CHECKS, &fx->cfg, &err) != 0) {
+		snprintf(fx->msg, sizeof fx->msg, "%s", err.msg);
+		return -1;
+	}
+	return plugin_host_load(&fx->host, fx->cfg, &fx->loop, fx->msg, sizeof fx->msg);
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof *fx);
+	snprintf(fx->dir, sizeof fx->dir, "/tmp/mdg-plugin-test.XXXXXX");
+	if (mkdtemp(fx->dir) == NULL)
+		return -1;
+	snprintf(fx->plugin_dir, sizeof fx->plugin_dir, "%s/plugins", fx->dir);
+	snprintf(fx->config_path, sizeof fx->config_path, "%s/madoguchi.yaml", fx->dir);
+	mkdir(fx->plugin_dir, 0755);
+	uv_loop_init(&fx->loop);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+	plugin_host_unload(fx->host);
+	config_unref(fx->cfg);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&fx->loop);
+	metrics_reset();
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+	assert_int_equal(system(cmd), 0);
+	free(fx);
+	return 0;
+}
+
+/* Asserts the load fails and the message contains want. */
+static void expect_refusal(struct fixture *fx, const char *want)
+{
+	assert_int_equal(load(fx), -1);
+	assert_null(fx->host);
+	if (strstr(fx->msg, want) == NULL)
+		fail_msg("message '%s' lacks '%s'", fx->msg, want);
+}
+
+/* --- refusals ----------------------------------------------------------------------------- */
+
+static void a_plugin_of_another_abi_major_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "bad_major", "m.so", 0755);
+	write_config(fx, "  m: {file: m.so}\n");
+	expect_refusal(fx, "major versions differ");
+}
+
+static void a_plugin_of_a_newer_abi_minor_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "bad_minor", "m.so", 0755);
+	write_config(fx, "  m: {file: m.so}\n");
+	expect_refusal(fx, "newer than this host's");
+}
+
+static void a_descriptor_too_small_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "bad_size", "m.so", 0755);
+	write_config(fx, "  m: {file: m.so}\n");
+	expect_refusal(fx, "descriptor is 16 bytes");
+}
+
+static void a_missing_entry_symbol_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "no_entry", "m.so", 0755);
+	write_config(fx, "  m: {file: m.so}\n");
+	expect_refusal(fx, "no mdg_plugin_entry symbol");
+}
+
+static void an_unresolved_symbol_is_refused_at_load(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "unresolved", "m.so", 0755);
+	write_config(fx, "  m: {file: m.so}\n");
+	expect_refusal(fx, "mdg_symbol_that_does_not_exist");
+}
+
+static void a_group_or_world_writable_file_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "mock", "m.so", 0775);
+	write_config(fx, "  m: {file: m.so}\n");
+	expect_refusal(fx, "writable by group or others");
+	install_plugin(fx, "mock", "m.so", 0757);
+	expect_refusal(fx, "writable by group or others");
+}
+
+static void a_file_owned_by_another_user_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	if (geteuid() != 0)
+		skip(); /* only root can give a file away */
+	install_plugin(fx, "mock", "m.so", 0755);
+	char path[256];
+	snprintf(path, sizeof path, "%s/m.so", fx->plugin_dir);
+	assert_int_equal(chown(path, 65534, 65534), 0);
+	write_config(fx, "  m: {file: m.so}\n");
+	expect_refusal(fx, "owned by another user");
+}
+
+static void a_path_outside_plugin_dir_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "mock", "m.so", 0755);
+	char outside[256];
+	snprintf(outside, sizeof outside, "%s/m.so", fx->dir);
+	char inside[256];
+	snprintf(inside, sizeof inside, "%s/m.so", fx->plugin_dir);
+	assert_int_equal(rename(inside, outside), 0);
+	write_config(fx, "  m: {file: ../m.so}\n");
+	expect_refusal(fx, "outside plugin_dir");
+	/* A symbolic link inside plugin_dir pointing out does not count either. */
+	assert_int_equal(symlink(outside, inside), 0);
+	write_config(fx, "  m: {file: m.so}\n");
+	expect_refusal(fx, "outside plugin_dir");
+}
+
+static void a_missing_file_is_refused_with_its_position(void **state)
+{
+	struct fixture *fx = *state;
+	write_config(fx, "  m:\n    file: nothere.so\n");
+	expect_refusal(fx, "No such file or directory");
+	/* plugins: is at line 9 of the written config; file: is line 11, column 11. */
+	assert_non_null(strstr(fx->msg, "madoguchi.yaml:11:11: plugins.m: refused nothere.so"));
+}
+
+static void a_setting_the_plugin_does_not_read_is_an_unknown_key(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "mock", "m.so", 0755);
+	write_config(fx, "  m:\n    file: m.so\n    config:\n      mode: ok\n      colour: red\n");
+	expect_refusal(fx, "madoguchi.yaml:14:15: unknown key 'colour' in plugins.m.config");
+}
+
+static void a_bad_setting_is_reported_at_its_value(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "mock", "m.so", 0755);
+	write_config(fx, "  m:\n    file: m.so\n    config:\n      mode: sideways\n");
+	expect_refusal(fx, "madoguchi.yaml:13:13: plugins.m.config.mode: expected ok, delay");
+	write_config(fx, "  m:\n    file: m.so\n    config:\n      delay_ms: soon\n");
+	expect_refusal(fx, "madoguchi.yaml:13:17: plugins.m.config.delay_ms: expected an integer");
+}
+
+static void one_file_loads_as_several_instances_with_their_own_configs(void **state)
+{
+	struct fixture *fx = *state;
+	install_plugin(fx, "mock", "m.so", 0755);
+	write_config(fx, "  fast: {file: m.so, config: {mode: ok}}\n"
+			 "  slow: {file: m.so, config: {mode: never}}\n");
+	assert_int_equal(load(fx), 0);
+	assert_int_equal(plugin_host_count(fx->host), 2);
+	assert_non_null(plugin_host_find(fx->host, "fast"));
+	assert_non_null(plugin_host_find(fx->host, "slow"));
+	assert_string_equal(plugin_instance_descriptor(plugin_host_find(fx->host, "slow"))->name,
+			    "mock");
+}
+
+/* --- fetches ------------------------------------------------------------------------------ */
+
+struct outcome {
+	int calls;
+	int status;
+	char resident_code[64];
+	char reason[200];
+};
+
+static void record_outcome(void *arg, int status, mdg_record *record, const char *reason)
+{
+	struct outcome *o = arg;
+	o->calls++;
+	o->status = status;
+	if (record != NULL) {
+		snprintf(o->resident_code, sizeof o->resident_code, "%s",
+			 record_resident_code(record));
+		record_free(record);
+	}
+	if (reason != NULL)
+		snprintf(o->reason, sizeof o->reason, "%s", reason);
+}
+
+/* Loads one mock instance "m" with the given mode and fetch timeout. */
+static struct plugin_instance *load_mock(struct fixture *fx, const char *mode, int timeout_ms,
+					 int max_in_flight)
+{
+	install_plugin(fx, "mock", "m.so", 0755);
+	char yaml[512];
+	snprintf(yaml, sizeof yaml,
+		 "  m:\n    file: m.so\n    timeout: %dms\n    max_in_flight: %d\n"
+		 "    config: {mode: %s, delay_ms: 100}\n",
+		 timeout_ms, max_in_flight, mode);
+	write_config(fx, yaml);
+	assert_int_equal(load(fx), 0);
+	return plugin_host_find(fx->host, "m");
+}
+
+/* Value of a series in the rendered metrics, or -1. */
+static long long metric(const char *series)
+{
+	size_t len;
+	char *text = metrics_render(&len);
+	char *at = strstr(text, series);
+	long long v = at ? strtoll(at + strlen(series), NULL, 10) : -1;
+	free(text);
+	return v;
+}
+
+static void a_completed_fetch_reaches_its_requester_once(void **state)
+{
+	struct fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "ok", 1000, 8);
+	struct outcome o = {0};
+	assert_int_equal(plugin_fetch(m, "residence", "141003", "12345678901", 0, 1000,
+				      record_outcome, &o, NULL),
+			 MDG_OK);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.status, MDG_OK);
+	assert_string_equal(o.resident_code, "12345678901");
+	assert_int_equal(metric("madoguchi_plugin_fetches_total{plugin=\"m\",result=\"ok\"} "), 1);
+}
+
+static void concurrent_fetches_each_get_their_own_record(void **state)
+{
+	struct fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "delay", 2000, 200);
+	enum { N = 150 };
+	static struct outcome o[N];
+	memset(o, 0, sizeof o);
+	for (int i = 0; i < N; i++) {
+		char code[16];
+		snprintf(code, sizeof code, "%011d", 10000000 + i);
+		assert_int_equal(plugin_fetch(m, i % 2 ? "seal" : "residence", "141003", code, 0,
+					      2000, record_outcome, &o[i], NULL),
+				 MDG_OK);
+	}
+	assert_int_equal(plugin_instance_in_flight(m), N);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	for (int i = 0; i < N; i++) {
+		char code[16];
+		snprintf(code, sizeof code, "%011d", 10000000 + i);
+		assert_int_equal(o[i].calls, 1);
+		assert_int_equal(o[i].status, MDG_OK);
+		assert_string_equal(o[i].resident_code, code);
+	}
+	assert_int_equal(plugin_instance_in_flight(m), 0);
+}
+
+static void a_fetch_past_its_deadline_times_out_and_is_cancelled(void **state)
+{
+	struct fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "never", 50, 8);
+	struct outcome o = {0};
+	uint64_t t0 = uv_hrtime();
+	assert_int_equal(
+	    plugin_fetch(m, "residence", "141003", "12345678901", 0, 50, record_outcome, &o, NULL),
+	    MDG_OK);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	uint64_t ms = (uv_hrtime() - t0) / 1000000u;
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.status, MDG_ERR_TIMEOUT);
+	assert_true(ms >= 45 && ms < 1000);
+	assert_int_equal(metric("madoguchi_plugin_mock_cancels_total{plugin=\"m\"} "), 1);
+	assert_int_equal(metric("madoguchi_plugin_fetches_total{plugin=\"m\",result=\"timeout\"} "),
+			 1);
+}
+
+static void a_late_completion_is_dropped_and_counted(void **state)
+{
+	struct fixture *fx = *state;
+	/* The mock answers after 100 ms; the deadline is 20 ms. */
+	struct plugin_instance *m = load_mock(fx, "late", 20, 8);
+	struct outcome o = {0};
+	assert_int_equal(
+	    plugin_fetch(m, "residence", "141003", "12345678901", 0, 20, record_outcome, &o, NULL),
+	    MDG_OK);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.status, MDG_ERR_TIMEOUT);
+	assert_int_equal(metric("madoguchi_plugin_late_completions_total{plugin=\"m\"} "), 1);
+}
+
+static void a_completion_with_a_foreign_ticket_reaches_no_request(void **state)
+{
+	struct fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "foreign", 100, 8);
+	struct outcome o = {0};
+	assert_int_equal(
+	    plugin_fetch(m, "residence", "141003", "12345678901", 0, 100, record_outcome, &o, NULL),
+	    MDG_OK);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	/* The forged completion was dropped; the real request timed out with no record. */
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.status, MDG_ERR_TIMEOUT);
+	assert_string_equal(o.resident_code, "");
+	assert_int_equal(metric("madoguchi_plugin_late_completions_total{plugin=\"m\"} "), 1);
+}
+
+static void a_fetch_the_plugin_cannot_start_fails_without_a_callback(void **state)
+{
+	struct fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "error", 100, 8);
+	struct outcome o = {0};
+	assert_int_equal(
+	    plugin_fetch(m, "residence", "141003", "12345678901", 0, 100, record_outcome, &o, NULL),
+	    MDG_ERR_BACKEND);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o.calls, 0);
+	assert_int_equal(plugin_instance_in_flight(m), 0);
+}
+
+static void an_invalid_record_becomes_a_backend_error(void **state)
+{
+	struct fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "invalid", 100, 8);
+	struct outcome o = {0};
+	assert_int_equal(
+	    plugin_fetch(m, "residence", "141003", "12345678901", 0, 100, record_outcome, &o, NULL),
+	    MDG_OK);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.status, MDG_ERR_BACKEND);
+	assert_string_equal(o.resident_code, "");
+	assert_non_null(strstr(o.reason, "unknown status"));
+}
+
+static void fetches_beyond_max_in_flight_are_refused(void **state)
+{
+	struct fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "never", 30, 2);
+	struct outcome o[3] = {{0}};
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(plugin_fetch(m, "seal", "141003", "12345678901", 0, 30,
+					      record_outcome, &o[i], NULL),
+				 MDG_OK);
+	assert_int_equal(
+	    plugin_fetch(m, "seal", "141003", "12345678901", 0, 30, record_outcome, &o[2], NULL),
+	    MDG_ERR_UNAVAILABLE);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o[0].calls + o[1].calls, 2);
+	assert_int_equal(o[2].calls, 0);
+	/* Room again once the first two are done. */
+	assert_int_equal(
+	    plugin_fetch(m, "seal", "141003", "12345678901", 0, 30, record_outcome, &o[2], NULL),
+	    MDG_OK);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o[2].calls, 1);
+}
+
+static void an_abandoned_fetch_never_calls_back_and_is_cancelled(void **state)
+{
+	struct fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "delay", 1000, 8);
+	struct outcome o = {0};
+	struct plugin_fetch *handle = NULL;
+	assert_int_equal(plugin_fetch(m, "residence", "141003", "12345678901", 0, 1000,
+				      record_outcome, &o, &handle),
+			 MDG_OK);
+	plugin_fetch_abandon(handle);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o.calls, 0);
+	assert_int_equal(metric("madoguchi_plugin_mock_cancels_total{plugin=\"m\"} "), 1);
+	/* The mock still answered after 100 ms: that answer was dropped. */
+	assert_int_equal(metric("madoguchi_plugin_late_completions_total{plugin=\"m\"} "), 1);
+}
+
+static void a_type_the_plugin_does_not_serve_is_not_fetched(void **state)
+{
+	struct fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "ok", 100, 8);
+	struct outcome o = {0};
+	assert_int_equal(plugin_fetch(m, "koseki-full", "141003", "12345678901", 0, 100,
+				      record_outcome, &o, NULL),
+			 MDG_ERR_INVALID);
+	assert_int_equal(
+	    plugin_fetch(m, "passport", "141003", "12345678901", 0, 100, record_outcome, &o, NULL),
+	    MDG_ERR_INVALID);
+	assert_int_equal(o.calls, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(a_plugin_of_another_abi_major_is_refused, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_plugin_of_a_newer_abi_minor_is_refused, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_descriptor_too_small_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_missing_entry_symbol_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(an_unresolved_symbol_is_refused_at_load, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_group_or_world_writable_file_is_refused, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_file_owned_by_another_user_is_refused, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_path_outside_plugin_dir_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_missing_file_is_refused_with_its_position, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_setting_the_plugin_does_not_read_is_an_unknown_key,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_bad_setting_is_reported_at_its_value, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		one_file_loads_as_several_instances_with_their_own_configs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_completed_fetch_reaches_its_requester_once, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(concurrent_fetches_each_get_their_own_record, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_fetch_past_its_deadline_times_out_and_is_cancelled,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_late_completion_is_dropped_and_counted, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_completion_with_a_foreign_ticket_reaches_no_request,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		a_fetch_the_plugin_cannot_start_fails_without_a_callback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(an_invalid_record_becomes_a_backend_error, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(fetches_beyond_max_in_flight_are_refused, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(an_abandoned_fetch_never_calls_back_and_is_cancelled,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_type_the_plugin_does_not_serve_is_not_fetched, setup,
+					    teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
