@@ -46,8 +46,8 @@
 extern "C" {
 #endif
 
-#define MDG_PLUGIN_ABI_MAJOR 1
-#define MDG_PLUGIN_ABI_MINOR 0
+#define MDG_PLUGIN_ABI_MAJOR 1u
+#define MDG_PLUGIN_ABI_MINOR 0u
 
 /* The symbol every plugin exports. */
 #define MDG_PLUGIN_ENTRY_SYMBOL "mdg_plugin_entry"

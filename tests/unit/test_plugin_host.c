@@ -90,8 +90,10 @@ static int setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof *fx);
 	snprintf(fx->dir, sizeof fx->dir, "/tmp/mdg-plugin-test.XXXXXX");
-	if (mkdtemp(fx->dir) == NULL)
+	if (mkdtemp(fx->dir) == NULL) {
+		free(fx);
 		return -1;
+	}
 	snprintf(fx->plugin_dir, sizeof fx->plugin_dir, "%s/plugins", fx->dir);
 	snprintf(fx->config_path, sizeof fx->config_path, "%s/madoguchi.yaml", fx->dir);
 	mkdir(fx->plugin_dir, 0755);
