@@ -121,6 +121,9 @@ struct plugin_host {
 	pthread_mutex_t lock; /* guards the completion queue */
 	struct plugin_completion *queue;
 	struct plugin_completion **queue_tail;
+	uint32_t work_pending; /* blocking fetches queued or running on the thread pool */
+	int shutting_down;     /* plugin_host_shutdown() was called: no new fetches */
+	int finished;	       /* every fini() has run */
 };
 
 /* --- host services: logging, config ------------------------------------------------------ */
@@ -537,6 +540,8 @@ static void host_drain_completions(uv_async_t *async)
 
 /* --- fetching ---------------------------------------------------------------------------- */
 
+static void plugin_host_finish(struct plugin_host *h);
+
 static void plugin_work_run(uv_work_t *req)
 {
 	struct plugin_work *w = req->data;
@@ -546,6 +551,14 @@ static void plugin_work_run(uv_work_t *req)
 static void plugin_work_done(uv_work_t *req, int status)
 {
 	struct plugin_work *w = req->data;
+	struct plugin_host *h = w->inst->host;
+	h->work_pending--;
+	if (h->shutting_down) {
+		if (h->work_pending == 0)
+			plugin_host_finish(h);
+		free(w);
+		return;
+	}
 	int rc = status != 0 ? MDG_ERR_UNAVAILABLE : w->rc;
 	if (rc != MDG_OK) {
 		/* The plugin could not start: the host completes the ticket itself, if live. */
@@ -565,6 +578,8 @@ int plugin_fetch(struct plugin_instance *inst, const char *certificate, const ch
 	int cert = record_certificate_index(certificate);
 	if (cert < 0 || !plugin_instance_serves(inst, certificate))
 		return MDG_ERR_INVALID;
+	if (h->shutting_down)
+		return MDG_ERR_UNAVAILABLE;
 	if (inst->in_flight >= inst->max_in_flight) {
 		metrics_inc(inst->m_refused);
 		return MDG_ERR_UNAVAILABLE;
@@ -613,6 +628,8 @@ int plugin_fetch(struct plugin_instance *inst, const char *certificate, const ch
 			rc = uv_queue_work(h->loop, &w->req, plugin_work_run, plugin_work_done) == 0
 				 ? MDG_OK
 				 : MDG_ERR_UNAVAILABLE;
+			if (rc == MDG_OK)
+				h->work_pending++;
 		} else if (w != NULL) {
 			rc = MDG_ERR_INVALID;
 		}
@@ -938,33 +955,63 @@ int plugin_host_load(struct plugin_host **out, const struct config *cfg, uv_loop
 
 static void plugin_host_wakeup_closed(uv_handle_t *handle)
 {
-	(void)handle;
+	struct plugin_host *h = handle->data;
+	h->wakeup_open = 0;
 }
 
-void plugin_host_unload(struct plugin_host *h)
+/* Calls every fini() (once) and closes the completion handle; the last step of shutdown,
+ * taken when no blocking fetch is left on the thread pool. */
+static void plugin_host_finish(struct plugin_host *h)
 {
-	if (h == NULL)
+	if (h->finished)
 		return;
-	for (uint32_t i = 0; i < h->slot_cap; i++) {
-		if (h->slots[i] != NULL)
-			plugin_fetch_abandon(h->slots[i]);
-	}
+	h->finished = 1;
 	for (size_t i = h->count; i > 0; i--) {
 		struct plugin_instance *inst = &h->instances[i - 1];
 		if (inst->initialised)
 			inst->desc->fini(inst->state);
+		inst->initialised = 0;
 	}
 	/* Completions still queued belong to nobody now. */
+	pthread_mutex_lock(&h->lock);
 	struct plugin_completion *c = h->queue;
+	h->queue = NULL;
+	h->queue_tail = &h->queue;
+	pthread_mutex_unlock(&h->lock);
 	while (c != NULL) {
 		struct plugin_completion *next = c->next;
 		record_free(c->record);
 		free(c);
 		c = next;
 	}
-	if (h->wakeup_open)
+	if (h->wakeup_open && !uv_is_closing((uv_handle_t *)&h->wakeup))
 		uv_close((uv_handle_t *)&h->wakeup, plugin_host_wakeup_closed);
-	/* Let the closes above finish before the memory they use goes. */
+}
+
+void plugin_host_shutdown(struct plugin_host *h)
+{
+	if (h == NULL || h->shutting_down)
+		return;
+	h->shutting_down = 1;
+	for (uint32_t i = 0; i < h->slot_cap; i++) {
+		if (h->slots[i] != NULL)
+			plugin_fetch_abandon(h->slots[i]);
+	}
+	/* A blocking fetch still queued or running on a worker must end before fini() frees
+	 * what it uses: then plugin_work_done() finishes the shutdown. */
+	if (h->work_pending == 0)
+		plugin_host_finish(h);
+}
+
+void plugin_host_unload(struct plugin_host *h)
+{
+	if (h == NULL)
+		return;
+	plugin_host_shutdown(h);
+	/* Outside uv_run(): run the loop until the blocking fetches, fini() and the closes it
+	 * caused are through, before the memory they use goes. */
+	while (h->work_pending > 0 || h->wakeup_open)
+		uv_run(h->loop, UV_RUN_ONCE);
 	uv_run(h->loop, UV_RUN_NOWAIT);
 	for (size_t i = 0; i < h->count; i++) {
 		struct plugin_instance *inst = &h->instances[i];

@@ -38,7 +38,14 @@ typedef void (*plugin_fetch_cb)(void *arg, int status, mdg_record *record, const
 int plugin_host_load(struct plugin_host **out, const struct config *cfg, uv_loop_t *loop, char *msg,
 		     size_t msg_size);
 
-/* Cancels what is in flight (callbacks are not called), calls every fini(), unloads. */
+/*
+ * From inside the loop (the end of a drain): cancels what is in flight (callbacks are not
+ * called) and, once no blocking fetch is left on the thread pool, calls every fini(), so the
+ * plugins close their handles and uv_run() can return.  No fetch starts afterwards.
+ */
+void plugin_host_shutdown(struct plugin_host *host);
+
+/* Outside uv_run(): shuts down if that has not happened, waits for it, and unloads. */
 void plugin_host_unload(struct plugin_host *host);
 
 size_t plugin_host_count(const struct plugin_host *host);

@@ -46,6 +46,7 @@ static void server_close_handle(uv_handle_t *h)
 /* The last step of a drain: close the remaining long-lived handles so uv_run() returns. */
 static void server_finish(struct server *s)
 {
+	plugin_host_shutdown(s->plugins);
 	log_event(LOG_INFO, "stopped", NULL);
 	log_flush();
 	server_close_handle((uv_handle_t *)&s->drain_timer);

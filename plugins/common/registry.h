@@ -40,7 +40,7 @@ struct reg_record {
 	char resident_code[32];
 	uint64_t version;
 	char status[16]; /* active, moved-out, deceased, deleted */
-	int64_t as_of;   /* Unix seconds */
+	int64_t as_of;	 /* Unix seconds */
 	struct reg_field *fields;
 	size_t field_count;
 	struct reg_list *lists;
@@ -55,19 +55,23 @@ enum reg_variant {
 };
 
 /* Request options, the same bits as the SDK's MDG_FETCH_* flags. */
-#define REG_HOUSEHOLD 0x1u
+#define REG_HOUSEHOLD	   0x1u
 #define REG_SHOW_MY_NUMBER 0x2u
-#define REG_SHOW_DOMICILE 0x4u
+#define REG_SHOW_DOMICILE  0x4u
 
 enum reg_status {
 	REG_OK = 0,
 	REG_NOT_FOUND = -2, /* no such resident, or no data of that type (e.g. no register) */
-	REG_ERROR = -4,     /* the database failed; err says why */
+	REG_ERROR = -4,	    /* the database failed; err says why */
 };
 
 /* Opens path read-only.  Returns REG_OK, or REG_ERROR with err filled. */
 int registry_open(const char *path, struct registry **out, char *err, size_t err_size);
 void registry_close(struct registry *reg);
+
+/* The municipality code the file is the registry of (meta.municipality); lives as long as
+ * reg. */
+const char *registry_municipality(const struct registry *reg);
 
 /*
  * Reads the record of resident_code for certificate (one of the seven types), honouring the
