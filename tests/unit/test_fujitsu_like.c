@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "host_fixture.h"
 #include "metrics.h"
 #include "plugin_host.h"
 #include "record.h"
@@ -384,42 +385,29 @@ static int world_setup(void **state)
 	free(line);
 	fclose(fp);
 
-	fp = fopen(W->config_path, "w");
-	fprintf(fp,
-		"plugin_dir: %s\n"
-		"listeners:\n"
-		"  store:\n"
-		"    address: 127.0.0.1\n"
-		"    port: 0\n"
-		"    tls: {certificate: a.pem, key: a.key, client_ca: ca.pem}\n"
-		"  admin:\n"
-		"    unix: admin.sock\n"
-		"plugins:\n"
-		"  fj:\n"
-		"    file: fujitsu-like.so\n"
-		"    timeout: 2s\n"
-		"    max_in_flight: 512\n"
-		"    config:\n"
-		"      endpoint: 127.0.0.1:%d\n"
-		"      pool_size: 4\n"
-		"      max_in_flight_per_connection: 16\n"
-		"      connect_timeout: 1s\n"
-		"      reconnect_backoff: 50ms\n"
-		"  sq:\n"
-		"    file: sqlite-registry.so\n"
-		"    max_in_flight: 512\n"
-		"    config:\n"
-		"      database: %s\n",
-		plugins, W->port, W->registry);
-	fclose(fp);
-	uv_loop_init(&W->loop);
-	struct config_error err;
-	char msg[CONFIG_ERROR_MAX];
-	if (config_load_opts(W->config_path, CONFIG_SKIP_FILE_CHECKS, &W->cfg, &err) != 0) {
-		fprintf(stderr, "config: %s\n", err.msg);
+	char yaml[1024];
+	snprintf(yaml, sizeof yaml,
+		 "  fj:\n"
+		 "    file: fujitsu-like.so\n"
+		 "    timeout: 2s\n"
+		 "    max_in_flight: 512\n"
+		 "    config:\n"
+		 "      endpoint: 127.0.0.1:%d\n"
+		 "      pool_size: 4\n"
+		 "      max_in_flight_per_connection: 16\n"
+		 "      connect_timeout: 1s\n"
+		 "      reconnect_backoff: 50ms\n"
+		 "  sq:\n"
+		 "    file: sqlite-registry.so\n"
+		 "    max_in_flight: 512\n"
+		 "    config:\n"
+		 "      database: %s\n",
+		 W->port, W->registry);
+	if (hf_write_config(W->config_path, plugins, yaml) != 0)
 		return -1;
-	}
-	if (plugin_host_load(&W->host, W->cfg, &W->loop, msg, sizeof msg) != 0) {
+	uv_loop_init(&W->loop);
+	char msg[CONFIG_ERROR_MAX];
+	if (hf_load(W->config_path, &W->loop, &W->cfg, &W->host, msg, sizeof msg) != 0) {
 		fprintf(stderr, "load: %s\n", msg);
 		return -1;
 	}

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "host_fixture.h"
 #include "metrics.h"
 #include "plugin_host.h"
 #include "record.h"
@@ -39,51 +40,19 @@ static void install_plugin(struct fixture *fx, const char *name, const char *as,
 {
 	const char *src_dir = getenv("MDG_TEST_PLUGINS");
 	assert_non_null(src_dir);
-	char src[512], dst[512];
-	snprintf(src, sizeof src, "%s/%s.so", src_dir, name);
-	snprintf(dst, sizeof dst, "%s/%s", fx->plugin_dir, as);
-	int in = open(src, O_RDONLY);
-	assert_true(in >= 0);
-	int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(out >= 0);
-	char buf[65536];
-	ssize_t n;
-	while ((n = read(in, buf, sizeof buf)) > 0)
-		assert_int_equal(write(out, buf, (size_t)n), n);
-	close(in);
-	close(out);
-	assert_int_equal(chmod(dst, mode), 0);
+	char so[64];
+	snprintf(so, sizeof so, "%s.so", name);
+	assert_int_equal(hf_install_plugin(src_dir, so, fx->plugin_dir, as, mode), 0);
 }
 
-/* Writes the config: listeners (files unchecked) and the given plugins section. */
 static void write_config(struct fixture *fx, const char *plugins_yaml)
 {
-	FILE *fp = fopen(fx->config_path, "w");
-	assert_non_null(fp);
-	fprintf(fp,
-		"plugin_dir: %s\n"
-		"listeners:\n"
-		"  store:\n"
-		"    address: 127.0.0.1\n"
-		"    port: 0\n"
-		"    tls: {certificate: a.pem, key: a.key, client_ca: ca.pem}\n"
-		"  admin:\n"
-		"    unix: admin.sock\n"
-		"plugins:\n%s",
-		fx->plugin_dir, plugins_yaml);
-	fclose(fp);
+	assert_int_equal(hf_write_config(fx->config_path, fx->plugin_dir, plugins_yaml), 0);
 }
 
 static int load(struct fixture *fx)
 {
-	struct config_error err;
-	config_unref(fx->cfg);
-	fx->cfg = NULL;
-	if (config_load_opts(fx->config_path, CONFIG_SKIP_FILE_CHECKS, &fx->cfg, &err) != 0) {
-		snprintf(fx->msg, sizeof fx->msg, "%s", err.msg);
-		return -1;
-	}
-	return plugin_host_load(&fx->host, fx->cfg, &fx->loop, fx->msg, sizeof fx->msg);
+	return hf_load(fx->config_path, &fx->loop, &fx->cfg, &fx->host, fx->msg, sizeof fx->msg);
 }
 
 static int setup(void **state)

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "host_fixture.h"
 #include "metrics.h"
 #include "plugin_host.h"
 #include "record.h"
@@ -223,56 +224,28 @@ static void install_plugin(struct fixture *fx)
 {
 	const char *src_dir = getenv("MDG_PLUGINS");
 	assert_non_null(src_dir);
-	char src[512], dst[512];
-	snprintf(src, sizeof src, "%s/sqlite-registry.so", src_dir);
-	snprintf(dst, sizeof dst, "%s/sqlite-registry.so", fx->plugin_dir);
-	int in = open(src, O_RDONLY);
-	assert_true(in >= 0);
-	int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(out >= 0);
-	char buf[65536];
-	ssize_t n;
-	while ((n = read(in, buf, sizeof buf)) > 0)
-		assert_int_equal(write(out, buf, (size_t)n), n);
-	close(in);
-	close(out);
-	assert_int_equal(chmod(dst, 0755), 0);
+	assert_int_equal(hf_install_plugin(src_dir, "sqlite-registry.so", fx->plugin_dir,
+					   "sqlite-registry.so", 0755),
+			 0);
 }
 
 /* Writes the config with one instance "reg" whose config: mapping is config_yaml. */
 static void write_config(struct fixture *fx, const char *config_yaml)
 {
-	FILE *fp = fopen(fx->config_path, "w");
-	assert_non_null(fp);
-	fprintf(fp,
-		"plugin_dir: %s\n"
-		"listeners:\n"
-		"  store:\n"
-		"    address: 127.0.0.1\n"
-		"    port: 0\n"
-		"    tls: {certificate: a.pem, key: a.key, client_ca: ca.pem}\n"
-		"  admin:\n"
-		"    unix: admin.sock\n"
-		"plugins:\n"
-		"  reg:\n"
-		"    file: sqlite-registry.so\n"
-		"    timeout: 30s\n"
-		"    max_in_flight: 2000\n"
-		"    config:\n%s",
-		fx->plugin_dir, config_yaml);
-	fclose(fp);
+	char yaml[1024];
+	snprintf(yaml, sizeof yaml,
+		 "  reg:\n"
+		 "    file: sqlite-registry.so\n"
+		 "    timeout: 30s\n"
+		 "    max_in_flight: 2000\n"
+		 "    config:\n%s",
+		 config_yaml);
+	assert_int_equal(hf_write_config(fx->config_path, fx->plugin_dir, yaml), 0);
 }
 
 static int load(struct fixture *fx)
 {
-	struct config_error err;
-	config_unref(fx->cfg);
-	fx->cfg = NULL;
-	if (config_load_opts(fx->config_path, CONFIG_SKIP_FILE_CHECKS, &fx->cfg, &err) != 0) {
-		snprintf(fx->msg, sizeof fx->msg, "%s", err.msg);
-		return -1;
-	}
-	return plugin_host_load(&fx->host, fx->cfg, &fx->loop, fx->msg, sizeof fx->msg);
+	return hf_load(fx->config_path, &fx->loop, &fx->cfg, &fx->host, fx->msg, sizeof fx->msg);
 }
 
 /* Loads the plugin on the demo city's registry; returns the instance. */
