@@ -21,6 +21,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <time.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -28,6 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "doccode.h"
+#include "render.h"
 
 #ifndef PACKAGE_VERSION
 #error "PACKAGE_VERSION must be defined (the build passes -include mdg-autoconf.h)"
@@ -77,10 +81,18 @@ struct ctl_command {
 
 static int cmd_status(const struct ctl_context *ctx, int argc, char **argv);
 static int cmd_help(const struct ctl_context *ctx, int argc, char **argv);
+static int cmd_render(const struct ctl_context *ctx, int argc, char **argv);
+static int cmd_verify(const struct ctl_context *ctx, int argc, char **argv);
 
 /* The subcommands, in the order usage lists them. Append rows; keep `help` last. */
 static const struct ctl_command ctl_commands[] = {
     {"status", "", "show the daemon's state, listeners and plugins (GET /v1/status)", cmd_status},
+    {"render", "--record FILE.json --certificate TYPE -o OUT.pdf [--key document.key]",
+     "render a certificate preview from a record offline (no daemon); also\n"
+     "                         [--municipality-name NAME] [--issuance-id ID]",
+     cmd_render},
+    {"verify", "--public-key PUB.pem CODE",
+     "check a page's verification code offline; prints issuance and page", cmd_verify},
     {"help", "", "show this help", cmd_help},
 };
 
@@ -528,6 +540,207 @@ static int cmd_status(const struct ctl_context *ctx, int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
+/*
+ * ctl_read_json_file: parse the JSON file at path; NULL with a message on stderr on failure.
+ */
+static json_t *ctl_read_json_file(const char *path)
+{
+	json_error_t jerr;
+	json_t *value = json_load_file(path, 0, &jerr);
+	if (value == NULL)
+		fprintf(stderr, CTL_PROG ": cannot read %s: %s (line %d)\n", path, jerr.text,
+			jerr.line);
+	return value;
+}
+
+/*
+ * cmd_render: render a record JSON (the shape of record_json(): certificate, resident_code,
+ * version, status, as_of, fields, lists) to a PDF, offline.  Without --key the pages are
+ * signed with a throwaway key, which is said on stderr: such a preview's codes verify against
+ * nothing an operator holds.
+ */
+static int cmd_render(const struct ctl_context *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"record", required_argument, NULL, 'r'},
+	    {"certificate", required_argument, NULL, 'c'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"municipality-name", required_argument, NULL, 'm'},
+	    {"issuance-id", required_argument, NULL, 'i'},
+	    {"mayor-name", required_argument, NULL, 'n'},
+	    {"seal", required_argument, NULL, 's'},
+	    {"issued-at", required_argument, NULL, 't'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *record_path = NULL, *certificate = NULL, *output = NULL, *key_path = NULL;
+	struct render_meta meta = {
+	    .issuance_id = "preview-000000",
+	    .issued_at = time(NULL),
+	    .municipality_name = "（市区町村名未設定）",
+	};
+	int opt;
+	(void)ctx;
+
+	optind = 0; /* re-initialise getopt for the command's own options */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":o:", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'r':
+			record_path = optarg;
+			break;
+		case 'c':
+			certificate = optarg;
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		case 'k':
+			key_path = optarg;
+			break;
+		case 'm':
+			meta.municipality_name = optarg;
+			break;
+		case 'i':
+			meta.issuance_id = optarg;
+			break;
+		case 'n':
+			meta.mayor_name = optarg;
+			break;
+		case 's':
+			meta.seal_png = optarg;
+			break;
+		case 't': {
+			char *end = NULL;
+			long long t = strtoll(optarg, &end, 10);
+			if (end == optarg || *end != '\0' || t < 0)
+				return ctl_usage_error("render: --issued-at needs Unix seconds");
+			meta.issued_at = (time_t)t;
+			break;
+		}
+		case ':':
+			return ctl_usage_error("render: option '%s' needs a value",
+					       argv[optind - 1]);
+		default:
+			return ctl_usage_error("render: unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return ctl_usage_error("render: unexpected argument '%s'", argv[optind]);
+	if (record_path == NULL || certificate == NULL || output == NULL)
+		return ctl_usage_error("render needs --record FILE.json, --certificate TYPE and -o "
+				       "OUT.pdf");
+	if (render_certificate_title(certificate) == NULL)
+		return ctl_usage_error("render: unknown certificate type '%s' (one of residence, "
+				       "residence-record, seal, tax-income, koseki-full, "
+				       "koseki-individual, koseki-attachment)",
+				       certificate);
+	if (!doccode_issuance_id_ok(meta.issuance_id))
+		return ctl_usage_error("render: --issuance-id must be 1-64 characters of A-Z a-z "
+				       "0-9 . _ -");
+
+	json_t *record = ctl_read_json_file(record_path);
+	if (record == NULL)
+		return CTL_EXIT_DAEMON_ERROR;
+	const char *rec_type = ctl_json_string(record, "certificate");
+	if (!json_is_object(record) || (rec_type != NULL && strcmp(rec_type, certificate) != 0)) {
+		fprintf(stderr,
+			CTL_PROG ": %s is a record for '%s', not for '%s' (or not a JSON object)\n",
+			record_path, rec_type ? rec_type : "?", certificate);
+		json_decref(record);
+		return CTL_EXIT_DAEMON_ERROR;
+	}
+	json_object_set_new(record, "certificate", json_string(certificate));
+
+	char err[512];
+	struct doc_signer *signer = NULL;
+	int rc = key_path ? doc_signer_load(key_path, &signer, err, sizeof err)
+			  : doc_signer_generate(&signer, err, sizeof err);
+	if (rc != DOCCODE_OK) {
+		fprintf(stderr, CTL_PROG ": %s\n", err);
+		json_decref(record);
+		return CTL_EXIT_DAEMON_ERROR;
+	}
+	if (key_path == NULL)
+		fprintf(stderr,
+			CTL_PROG ": no --key given: signing with a throwaway key (id %s); this "
+				 "preview's codes verify against no real key\n",
+			doc_signer_key_id(signer));
+
+	struct render_output out;
+	rc = render_document(record, &meta, signer, &out, err, sizeof err);
+	json_decref(record);
+	doc_signer_free(signer);
+	render_library_shutdown();
+	if (rc != RENDER_OK) {
+		fprintf(stderr, CTL_PROG ": cannot render %s: %s\n", record_path, err);
+		return CTL_EXIT_DAEMON_ERROR;
+	}
+	FILE *f = fopen(output, "wb");
+	int write_ok = f != NULL && fwrite(out.pdf, 1, out.pdf_len, f) == out.pdf_len;
+	if (f != NULL && fclose(f) != 0)
+		write_ok = 0;
+	if (!write_ok) {
+		fprintf(stderr, CTL_PROG ": cannot write %s: %s\n", output, strerror(errno));
+		render_output_free(&out);
+		return CTL_EXIT_DAEMON_ERROR;
+	}
+	printf("wrote %s: %s, %u page%s, %zu bytes, digest %s\n", output,
+	       render_certificate_title(certificate), out.pages, out.pages == 1 ? "" : "s",
+	       out.pdf_len, out.digest);
+	render_output_free(&out);
+	return CTL_EXIT_OK;
+}
+
+/*
+ * cmd_verify: check one page code against a public key (PEM SPKI), offline.  Exit 0 and
+ * "valid: issuance ID, page n/N" when it verifies; exit 1 with the reason when it does not.
+ */
+static int cmd_verify(const struct ctl_context *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"public-key", required_argument, NULL, 'p'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *pub_path = NULL;
+	int opt;
+	(void)ctx;
+
+	optind = 0; /* re-initialise getopt for the command's own options */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'p':
+			pub_path = optarg;
+			break;
+		case ':':
+			return ctl_usage_error("verify: option '%s' needs a value",
+					       argv[optind - 1]);
+		default:
+			return ctl_usage_error("verify: unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (pub_path == NULL || optind != argc - 1)
+		return ctl_usage_error("verify needs --public-key PUB.pem and one CODE");
+
+	char err[512];
+	struct doc_verifier *verifier = NULL;
+	if (doc_verifier_load(pub_path, &verifier, err, sizeof err) != DOCCODE_OK) {
+		fprintf(stderr, CTL_PROG ": %s\n", err);
+		return CTL_EXIT_DAEMON_ERROR;
+	}
+	struct doccode_info info;
+	int rc = doccode_verify(verifier, argv[optind], &info, err, sizeof err);
+	doc_verifier_free(verifier);
+	if (rc != DOCCODE_OK) {
+		fprintf(stderr, CTL_PROG ": the code does NOT verify: %s\n", err);
+		return CTL_EXIT_DAEMON_ERROR;
+	}
+	printf("valid: issuance %s, page %u/%u, document digest %s, key %s\n", info.issuance_id,
+	       info.page, info.pages, info.digest, info.key_id);
+	return CTL_EXIT_OK;
+}
+
 /* ctl_usage: the full help text, generated from ctl_commands[]; to `out`. */
 static void ctl_usage(FILE *out)
 {
@@ -536,13 +749,17 @@ static void ctl_usage(FILE *out)
 		"       " CTL_PROG " --help | --version\n"
 		"\n"
 		"Administers a running madoguchid through its admin API (a Unix socket).\n"
+		"render and verify work offline, without a daemon (docs/documents.md).\n"
 		"\n"
 		"Commands:\n");
 	for (size_t i = 0; i < sizeof ctl_commands / sizeof ctl_commands[0]; i++) {
-		char head[64];
+		char head[128];
 		snprintf(head, sizeof head, "%s%s%s", ctl_commands[i].name,
 			 ctl_commands[i].args[0] ? " " : "", ctl_commands[i].args);
-		fprintf(out, "  %-22s %s\n", head, ctl_commands[i].summary);
+		if (strlen(head) > 22)
+			fprintf(out, "  %s\n  %-22s %s\n", head, "", ctl_commands[i].summary);
+		else
+			fprintf(out, "  %-22s %s\n", head, ctl_commands[i].summary);
 	}
 	fprintf(out,
 		"\n"
@@ -557,7 +774,8 @@ static void ctl_usage(FILE *out)
 		"\n"
 		"Exit status:\n"
 		"  0  success\n"
-		"  1  the daemon answered with an error (printed as: title: detail (code))\n"
+		"  1  the daemon answered with an error (printed as: title: detail (code));\n"
+		"     render: the record could not be rendered; verify: the code does not verify\n"
 		"  2  usage error\n"
 		"  3  the daemon could not be reached (no socket, refused, timed out)\n",
 		CTL_DEFAULT_TIMEOUT_S);
