@@ -3,10 +3,12 @@
  */
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "host_fixture.h"
+#include "metrics.h"
 
 int hf_install_plugin(const char *src_dir, const char *name, const char *dst_dir, const char *as,
 		      mode_t mode)
@@ -66,4 +68,37 @@ int hf_load(const char *path, uv_loop_t *loop, struct config **cfg, struct plugi
 		return -1;
 	}
 	return plugin_host_load(host, *cfg, loop, msg, msg_size);
+}
+
+struct hf_fixture *hf_fixture_new(const char *prefix)
+{
+	struct hf_fixture *fx = calloc(1, sizeof *fx);
+	if (fx == NULL)
+		return NULL;
+	snprintf(fx->dir, sizeof fx->dir, "/tmp/%s.XXXXXX", prefix);
+	if (mkdtemp(fx->dir) == NULL) {
+		free(fx);
+		return NULL;
+	}
+	snprintf(fx->plugin_dir, sizeof fx->plugin_dir, "%s/plugins", fx->dir);
+	snprintf(fx->config_path, sizeof fx->config_path, "%s/madoguchi.yaml", fx->dir);
+	if (mkdir(fx->plugin_dir, 0755) != 0 || uv_loop_init(&fx->loop) != 0) {
+		free(fx);
+		return NULL;
+	}
+	return fx;
+}
+
+int hf_fixture_free(struct hf_fixture *fx)
+{
+	plugin_host_unload(fx->host);
+	config_unref(fx->cfg);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&fx->loop);
+	metrics_reset();
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+	int rc = system(cmd);
+	free(fx);
+	return rc == 0 ? 0 : -1;
 }

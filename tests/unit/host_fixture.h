@@ -15,6 +15,23 @@
 #include "config.h"
 #include "plugin_host.h"
 
+/* A temporary directory with an empty plugin_dir, a config path and a loop: one test's world. */
+struct hf_fixture {
+	char dir[64];	     /* the temporary directory */
+	char plugin_dir[96]; /* dir/plugins, mode 0755 */
+	char config_path[128];
+	uv_loop_t loop;
+	struct config *cfg;
+	struct plugin_host *host;
+	char msg[CONFIG_ERROR_MAX];
+};
+
+/* Makes a fixture under /tmp/<prefix>.XXXXXX; NULL on failure. */
+struct hf_fixture *hf_fixture_new(const char *prefix);
+
+/* Unloads the host, runs the loop dry, removes the directory, frees fx.  0 or -1. */
+int hf_fixture_free(struct hf_fixture *fx);
+
 /* Copies src_dir/name into dst_dir/as with mode (plugins are refused if group-writable). */
 int hf_install_plugin(const char *src_dir, const char *name, const char *dst_dir, const char *as,
 		      mode_t mode);

@@ -25,18 +25,8 @@
 #include "plugin_host.h"
 #include "record.h"
 
-struct fixture {
-	char dir[64];	     /* temp dir: config file */
-	char plugin_dir[96]; /* temp dir/plugins */
-	char config_path[128];
-	uv_loop_t loop;
-	struct config *cfg;
-	struct plugin_host *host;
-	char msg[CONFIG_ERROR_MAX];
-};
-
 /* Copies the test plugin NAME.so into the fixture's plugin_dir as AS with mode. */
-static void install_plugin(struct fixture *fx, const char *name, const char *as, mode_t mode)
+static void install_plugin(struct hf_fixture *fx, const char *name, const char *as, mode_t mode)
 {
 	const char *src_dir = getenv("MDG_TEST_PLUGINS");
 	assert_non_null(src_dir);
@@ -45,49 +35,32 @@ static void install_plugin(struct fixture *fx, const char *name, const char *as,
 	assert_int_equal(hf_install_plugin(src_dir, so, fx->plugin_dir, as, mode), 0);
 }
 
-static void write_config(struct fixture *fx, const char *plugins_yaml)
+static void write_config(struct hf_fixture *fx, const char *plugins_yaml)
 {
 	assert_int_equal(hf_write_config(fx->config_path, fx->plugin_dir, plugins_yaml), 0);
 }
 
-static int load(struct fixture *fx)
+static int load(struct hf_fixture *fx)
 {
 	return hf_load(fx->config_path, &fx->loop, &fx->cfg, &fx->host, fx->msg, sizeof fx->msg);
 }
 
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof *fx);
-	snprintf(fx->dir, sizeof fx->dir, "/tmp/mdg-plugin-test.XXXXXX");
-	if (mkdtemp(fx->dir) == NULL) {
-		free(fx);
+	struct hf_fixture *fx = hf_fixture_new("mdg-plugin-test");
+	if (fx == NULL)
 		return -1;
-	}
-	snprintf(fx->plugin_dir, sizeof fx->plugin_dir, "%s/plugins", fx->dir);
-	snprintf(fx->config_path, sizeof fx->config_path, "%s/madoguchi.yaml", fx->dir);
-	mkdir(fx->plugin_dir, 0755);
-	uv_loop_init(&fx->loop);
 	*state = fx;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fixture *fx = *state;
-	plugin_host_unload(fx->host);
-	config_unref(fx->cfg);
-	uv_run(&fx->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&fx->loop);
-	metrics_reset();
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-	assert_int_equal(system(cmd), 0);
-	free(fx);
-	return 0;
+	return hf_fixture_free(*state);
 }
 
 /* Asserts the load fails and the message contains want. */
-static void expect_refusal(struct fixture *fx, const char *want)
+static void expect_refusal(struct hf_fixture *fx, const char *want)
 {
 	assert_int_equal(load(fx), -1);
 	assert_null(fx->host);
@@ -99,7 +72,7 @@ static void expect_refusal(struct fixture *fx, const char *want)
 
 static void a_plugin_of_another_abi_major_is_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "bad_major", "m.so", 0755);
 	write_config(fx, "  m: {file: m.so}\n");
 	expect_refusal(fx, "major versions differ");
@@ -107,7 +80,7 @@ static void a_plugin_of_another_abi_major_is_refused(void **state)
 
 static void a_plugin_of_a_newer_abi_minor_is_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "bad_minor", "m.so", 0755);
 	write_config(fx, "  m: {file: m.so}\n");
 	expect_refusal(fx, "newer than this host's");
@@ -115,7 +88,7 @@ static void a_plugin_of_a_newer_abi_minor_is_refused(void **state)
 
 static void a_descriptor_too_small_is_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "bad_size", "m.so", 0755);
 	write_config(fx, "  m: {file: m.so}\n");
 	expect_refusal(fx, "descriptor is 16 bytes");
@@ -123,7 +96,7 @@ static void a_descriptor_too_small_is_refused(void **state)
 
 static void a_missing_entry_symbol_is_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "no_entry", "m.so", 0755);
 	write_config(fx, "  m: {file: m.so}\n");
 	expect_refusal(fx, "no mdg_plugin_entry symbol");
@@ -131,7 +104,7 @@ static void a_missing_entry_symbol_is_refused(void **state)
 
 static void an_unresolved_symbol_is_refused_at_load(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "unresolved", "m.so", 0755);
 	write_config(fx, "  m: {file: m.so}\n");
 	expect_refusal(fx, "mdg_symbol_that_does_not_exist");
@@ -139,7 +112,7 @@ static void an_unresolved_symbol_is_refused_at_load(void **state)
 
 static void a_group_or_world_writable_file_is_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "mock", "m.so", 0775);
 	write_config(fx, "  m: {file: m.so}\n");
 	expect_refusal(fx, "writable by group or others");
@@ -149,7 +122,7 @@ static void a_group_or_world_writable_file_is_refused(void **state)
 
 static void a_file_owned_by_another_user_is_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	if (geteuid() != 0)
 		skip(); /* only root can give a file away */
 	install_plugin(fx, "mock", "m.so", 0755);
@@ -162,7 +135,7 @@ static void a_file_owned_by_another_user_is_refused(void **state)
 
 static void a_path_outside_plugin_dir_is_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "mock", "m.so", 0755);
 	char outside[256];
 	snprintf(outside, sizeof outside, "%s/m.so", fx->dir);
@@ -179,7 +152,7 @@ static void a_path_outside_plugin_dir_is_refused(void **state)
 
 static void a_missing_file_is_refused_with_its_position(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	write_config(fx, "  m:\n    file: nothere.so\n");
 	expect_refusal(fx, "No such file or directory");
 	/* plugins: is at line 9 of the written config; file: is line 11, column 11. */
@@ -188,7 +161,7 @@ static void a_missing_file_is_refused_with_its_position(void **state)
 
 static void a_setting_the_plugin_does_not_read_is_an_unknown_key(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "mock", "m.so", 0755);
 	write_config(fx, "  m:\n    file: m.so\n    config:\n      mode: ok\n      colour: red\n");
 	expect_refusal(fx, "madoguchi.yaml:14:15: unknown key 'colour' in plugins.m.config");
@@ -196,7 +169,7 @@ static void a_setting_the_plugin_does_not_read_is_an_unknown_key(void **state)
 
 static void a_bad_setting_is_reported_at_its_value(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "mock", "m.so", 0755);
 	write_config(fx, "  m:\n    file: m.so\n    config:\n      mode: sideways\n");
 	expect_refusal(fx, "madoguchi.yaml:13:13: plugins.m.config.mode: expected ok, delay");
@@ -206,7 +179,7 @@ static void a_bad_setting_is_reported_at_its_value(void **state)
 
 static void one_file_loads_as_several_instances_with_their_own_configs(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	install_plugin(fx, "mock", "m.so", 0755);
 	write_config(fx, "  fast: {file: m.so, config: {mode: ok}}\n"
 			 "  slow: {file: m.so, config: {mode: never}}\n");
@@ -242,7 +215,7 @@ static void record_outcome(void *arg, int status, mdg_record *record, const char
 }
 
 /* Loads one mock instance "m" with the given mode and fetch timeout. */
-static struct plugin_instance *load_mock(struct fixture *fx, const char *mode, int timeout_ms,
+static struct plugin_instance *load_mock(struct hf_fixture *fx, const char *mode, int timeout_ms,
 					 int max_in_flight)
 {
 	install_plugin(fx, "mock", "m.so", 0755);
@@ -269,7 +242,7 @@ static long long metric(const char *series)
 
 static void a_completed_fetch_reaches_its_requester_once(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *m = load_mock(fx, "ok", 1000, 8);
 	struct outcome o = {0};
 	assert_int_equal(plugin_fetch(m, "residence", "141003", "12345678901", 0, 1000,
@@ -284,7 +257,7 @@ static void a_completed_fetch_reaches_its_requester_once(void **state)
 
 static void concurrent_fetches_each_get_their_own_record(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *m = load_mock(fx, "delay", 2000, 200);
 	enum { N = 150 };
 	static struct outcome o[N];
@@ -310,7 +283,7 @@ static void concurrent_fetches_each_get_their_own_record(void **state)
 
 static void a_fetch_past_its_deadline_times_out_and_is_cancelled(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *m = load_mock(fx, "never", 50, 8);
 	struct outcome o = {0};
 	uint64_t t0 = uv_hrtime();
@@ -329,7 +302,7 @@ static void a_fetch_past_its_deadline_times_out_and_is_cancelled(void **state)
 
 static void a_late_completion_is_dropped_and_counted(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	/* The mock answers after 100 ms; the deadline is 20 ms. */
 	struct plugin_instance *m = load_mock(fx, "late", 20, 8);
 	struct outcome o = {0};
@@ -344,7 +317,7 @@ static void a_late_completion_is_dropped_and_counted(void **state)
 
 static void a_completion_with_a_foreign_ticket_reaches_no_request(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *m = load_mock(fx, "foreign", 100, 8);
 	struct outcome o = {0};
 	assert_int_equal(
@@ -360,7 +333,7 @@ static void a_completion_with_a_foreign_ticket_reaches_no_request(void **state)
 
 static void a_fetch_the_plugin_cannot_start_fails_without_a_callback(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *m = load_mock(fx, "error", 100, 8);
 	struct outcome o = {0};
 	assert_int_equal(
@@ -373,7 +346,7 @@ static void a_fetch_the_plugin_cannot_start_fails_without_a_callback(void **stat
 
 static void an_invalid_record_becomes_a_backend_error(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *m = load_mock(fx, "invalid", 100, 8);
 	struct outcome o = {0};
 	assert_int_equal(
@@ -388,7 +361,7 @@ static void an_invalid_record_becomes_a_backend_error(void **state)
 
 static void fetches_beyond_max_in_flight_are_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *m = load_mock(fx, "never", 30, 2);
 	struct outcome o[3] = {{0}};
 	for (int i = 0; i < 2; i++)
@@ -411,7 +384,7 @@ static void fetches_beyond_max_in_flight_are_refused(void **state)
 
 static void an_abandoned_fetch_never_calls_back_and_is_cancelled(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *m = load_mock(fx, "delay", 1000, 8);
 	struct outcome o = {0};
 	struct plugin_fetch *handle = NULL;
@@ -428,7 +401,7 @@ static void an_abandoned_fetch_never_calls_back_and_is_cancelled(void **state)
 
 static void a_type_the_plugin_does_not_serve_is_not_fetched(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *m = load_mock(fx, "ok", 100, 8);
 	struct outcome o = {0};
 	assert_int_equal(plugin_fetch(m, "koseki-full", "141003", "12345678901", 0, 100,

@@ -210,17 +210,7 @@ static int city_teardown(void **state)
 
 /* --- per-test fixture: the plugin through the host ----------------------------------------- */
 
-struct fixture {
-	char dir[64];
-	char plugin_dir[96];
-	char config_path[128];
-	uv_loop_t loop;
-	struct config *cfg;
-	struct plugin_host *host;
-	char msg[CONFIG_ERROR_MAX];
-};
-
-static void install_plugin(struct fixture *fx)
+static void install_plugin(struct hf_fixture *fx)
 {
 	const char *src_dir = getenv("MDG_PLUGINS");
 	assert_non_null(src_dir);
@@ -230,7 +220,7 @@ static void install_plugin(struct fixture *fx)
 }
 
 /* Writes the config with one instance "reg" whose config: mapping is config_yaml. */
-static void write_config(struct fixture *fx, const char *config_yaml)
+static void write_config(struct hf_fixture *fx, const char *config_yaml)
 {
 	char yaml[1024];
 	snprintf(yaml, sizeof yaml,
@@ -243,13 +233,13 @@ static void write_config(struct fixture *fx, const char *config_yaml)
 	assert_int_equal(hf_write_config(fx->config_path, fx->plugin_dir, yaml), 0);
 }
 
-static int load(struct fixture *fx)
+static int load(struct hf_fixture *fx)
 {
 	return hf_load(fx->config_path, &fx->loop, &fx->cfg, &fx->host, fx->msg, sizeof fx->msg);
 }
 
 /* Loads the plugin on the demo city's registry; returns the instance. */
-static struct plugin_instance *load_registry(struct fixture *fx)
+static struct plugin_instance *load_registry(struct hf_fixture *fx)
 {
 	char yaml[256];
 	snprintf(yaml, sizeof yaml, "      database: %s\n", city.db);
@@ -263,18 +253,9 @@ static struct plugin_instance *load_registry(struct fixture *fx)
 
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof *fx);
+	struct hf_fixture *fx = hf_fixture_new("mdg-sqlreg-host");
 	if (fx == NULL)
 		return -1;
-	snprintf(fx->dir, sizeof fx->dir, "/tmp/mdg-sqlreg-host.XXXXXX");
-	if (mkdtemp(fx->dir) == NULL) {
-		free(fx);
-		return -1;
-	}
-	snprintf(fx->plugin_dir, sizeof fx->plugin_dir, "%s/plugins", fx->dir);
-	snprintf(fx->config_path, sizeof fx->config_path, "%s/madoguchi.yaml", fx->dir);
-	mkdir(fx->plugin_dir, 0755);
-	uv_loop_init(&fx->loop);
 	install_plugin(fx);
 	*state = fx;
 	return 0;
@@ -282,17 +263,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	struct fixture *fx = *state;
-	plugin_host_unload(fx->host);
-	config_unref(fx->cfg);
-	uv_run(&fx->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&fx->loop);
-	metrics_reset();
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-	int rc = system(cmd);
-	free(fx);
-	return rc == 0 ? 0 : -1;
+	return hf_fixture_free(*state);
 }
 
 /* One fetch's outcome as its callback saw it. */
@@ -625,7 +596,7 @@ static void the_previous_state_has_a_lower_version_and_an_older_as_of(void **sta
 
 static void concurrent_fetches_each_get_their_own_residents_record(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *inst = load_registry(fx);
 	enum { N = 1000 };
 	struct outcome *o = calloc(N, sizeof *o);
@@ -679,7 +650,7 @@ static void concurrent_fetches_each_get_their_own_residents_record(void **state)
 
 static void an_unknown_resident_or_municipality_is_not_found(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *inst = load_registry(fx);
 	struct outcome o[3] = {{0}};
 	const char *known = truth_str(city.truth[0], "resident_code");
@@ -708,7 +679,7 @@ static void an_unknown_resident_or_municipality_is_not_found(void **state)
 
 static void the_plugin_describes_itself(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	struct plugin_instance *inst = load_registry(fx);
 	const struct mdg_plugin_descriptor *d = plugin_instance_descriptor(inst);
 	assert_string_equal(d->name, "sqlite-registry");
@@ -724,7 +695,7 @@ static void the_plugin_describes_itself(void **state)
 
 static void a_missing_database_is_refused_at_its_key(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	write_config(fx, "      database: nothere.sqlite\n");
 	assert_int_equal(load(fx), -1);
 	assert_null(fx->host);
@@ -738,7 +709,7 @@ static void a_missing_database_is_refused_at_its_key(void **state)
 
 static void a_file_that_is_not_a_registry_is_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	char path[192];
 	snprintf(path, sizeof path, "%s/empty.sqlite", fx->dir);
 	FILE *fp = fopen(path, "w");
@@ -756,7 +727,7 @@ static void a_file_that_is_not_a_registry_is_refused(void **state)
 
 static void a_missing_database_key_and_a_bad_municipality_are_refused(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	write_config(fx, "      municipality: \"141003\"\n");
 	assert_int_equal(load(fx), -1);
 	assert_non_null(strstr(fx->msg, "plugins.reg.config.database: missing required key"));
@@ -769,7 +740,7 @@ static void a_missing_database_key_and_a_bad_municipality_are_refused(void **sta
 
 static void a_municipality_override_is_served_instead(void **state)
 {
-	struct fixture *fx = *state;
+	struct hf_fixture *fx = *state;
 	char yaml[256];
 	snprintf(yaml, sizeof yaml, "      database: %s\n      municipality: \"131016\"\n",
 		 city.db);
