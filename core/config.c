@@ -437,6 +437,18 @@ static char *config_resolve_path(const char *dir, const char *path)
 	return out;
 }
 
+/* The directory of an absolute file path, malloc'd ("/" for a file at the root); NULL when out
+ * of memory. */
+static char *config_dir_of(const char *file)
+{
+	char *dir = strdup(file);
+	if (dir == NULL)
+		return NULL;
+	char *slash = strrchr(dir, '/');
+	slash[slash == dir ? 1 : 0] = '\0';
+	return dir;
+}
+
 /* Looks up a group by name without the static buffer of getgrnam().  Returns 1 if it exists,
  * 0 if not, -1 with errno set if the lookup itself failed. */
 static int config_group_exists(const char *name)
@@ -1135,13 +1147,11 @@ int config_load_opts(const char *path, unsigned flags, struct config **out,
 		goto out;
 	}
 	cfg->path = config_resolve_path(path[0] == '/' ? "/" : cwd, path);
-	dir = cfg->path ? strdup(cfg->path) : NULL;
+	dir = cfg->path ? config_dir_of(cfg->path) : NULL;
 	if (dir == NULL) {
 		config_fail(err, path, "out of memory");
 		goto out;
 	}
-	char *slash = strrchr(dir, '/');
-	slash[slash == dir ? 1 : 0] = '\0';
 	ld.dir = dir;
 
 	rc = config_read(&ld, fp, cfg, &have_doc);
@@ -1163,12 +1173,8 @@ out:
 
 char *config_absolute_path(const struct config *cfg, const char *path)
 {
-	char *dir = strdup(cfg->path);
-	if (dir == NULL)
-		return NULL;
-	char *slash = strrchr(dir, '/');
-	slash[slash == dir ? 1 : 0] = '\0';
-	char *out = config_resolve_path(dir, path);
+	char *dir = config_dir_of(cfg->path);
+	char *out = dir ? config_resolve_path(dir, path) : NULL;
 	free(dir);
 	return out;
 }

@@ -510,30 +510,37 @@ static void render_seal_record(struct render_doc *doc, const json_t *rec, const 
 	render_kv(doc, "印影の文字", jstr(rec, "seal_text"));
 }
 
+/*
+ * "令和7年度（2025年度）": the era year of year-month_day, then the Western year, each followed by
+ * unit ("年度" for a fiscal year, "年分" for an income year).  The day picks the era at its
+ * boundaries.
+ */
+static void render_year_label(const char *year, const char *month_day, const char *unit, char *out,
+			      size_t size)
+{
+	char date[64], era[64];
+	snprintf(date, sizeof date, "%s-%s", year, month_day);
+	render_era_date(date, era, sizeof era);
+	char *nen = strstr(era, "年");
+	if (nen)
+		*nen = '\0';
+	snprintf(out, size, "%s%s（%s%s）", era, unit, year, unit);
+}
+
 static void render_tax(struct render_doc *doc, const json_t *rec)
 {
-	char b1[64], b2[160], b3[160], era[64];
+	char b1[64], b2[160], b3[160];
 	size_t i;
 	const json_t *it;
 	const char *fy = jstr(rec, "fiscal_year"), *iy = jstr(rec, "income_year");
 
 	render_group_begin(doc);
 	if (fy != NULL) {
-		snprintf(b1, sizeof b1, "%s-07-01", fy);
-		render_era_date(b1, era, sizeof era);
-		char *nen = strstr(era, "年");
-		if (nen)
-			*nen = '\0';
-		snprintf(b2, sizeof b2, "%s年度（%s年度）", era, fy);
+		render_year_label(fy, "07-01", "年度", b2, sizeof b2);
 		render_kv(doc, "年度", b2);
 	}
 	if (iy != NULL) {
-		snprintf(b1, sizeof b1, "%s-12-31", iy);
-		render_era_date(b1, era, sizeof era);
-		char *nen = strstr(era, "年");
-		if (nen)
-			*nen = '\0';
-		snprintf(b3, sizeof b3, "%s年分（%s年分）", era, iy);
+		render_year_label(iy, "12-31", "年分", b3, sizeof b3);
 		render_kv(doc, "所得の年", b3);
 	}
 	render_kv(doc, "氏名", jstr(rec, "name"));

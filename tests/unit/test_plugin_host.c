@@ -70,44 +70,38 @@ static void expect_refusal(struct hf_fixture *fx, const char *want)
 
 /* --- refusals ----------------------------------------------------------------------------- */
 
+/* Installs the test plugin built with one defect as the only instance; the load must fail
+ * naming it. */
+static void expect_bad_plugin_refused(struct hf_fixture *fx, const char *plugin, const char *want)
+{
+	install_plugin(fx, plugin, "m.so", 0755);
+	write_config(fx, "  m: {file: m.so}\n");
+	expect_refusal(fx, want);
+}
+
 static void a_plugin_of_another_abi_major_is_refused(void **state)
 {
-	struct hf_fixture *fx = *state;
-	install_plugin(fx, "bad_major", "m.so", 0755);
-	write_config(fx, "  m: {file: m.so}\n");
-	expect_refusal(fx, "major versions differ");
+	expect_bad_plugin_refused(*state, "bad_major", "major versions differ");
 }
 
 static void a_plugin_of_a_newer_abi_minor_is_refused(void **state)
 {
-	struct hf_fixture *fx = *state;
-	install_plugin(fx, "bad_minor", "m.so", 0755);
-	write_config(fx, "  m: {file: m.so}\n");
-	expect_refusal(fx, "newer than this host's");
+	expect_bad_plugin_refused(*state, "bad_minor", "newer than this host's");
 }
 
 static void a_descriptor_too_small_is_refused(void **state)
 {
-	struct hf_fixture *fx = *state;
-	install_plugin(fx, "bad_size", "m.so", 0755);
-	write_config(fx, "  m: {file: m.so}\n");
-	expect_refusal(fx, "descriptor is 16 bytes");
+	expect_bad_plugin_refused(*state, "bad_size", "descriptor is 16 bytes");
 }
 
 static void a_missing_entry_symbol_is_refused(void **state)
 {
-	struct hf_fixture *fx = *state;
-	install_plugin(fx, "no_entry", "m.so", 0755);
-	write_config(fx, "  m: {file: m.so}\n");
-	expect_refusal(fx, "no mdg_plugin_entry symbol");
+	expect_bad_plugin_refused(*state, "no_entry", "no mdg_plugin_entry symbol");
 }
 
 static void an_unresolved_symbol_is_refused_at_load(void **state)
 {
-	struct hf_fixture *fx = *state;
-	install_plugin(fx, "unresolved", "m.so", 0755);
-	write_config(fx, "  m: {file: m.so}\n");
-	expect_refusal(fx, "mdg_symbol_that_does_not_exist");
+	expect_bad_plugin_refused(*state, "unresolved", "mdg_symbol_that_does_not_exist");
 }
 
 static void a_group_or_world_writable_file_is_refused(void **state)
