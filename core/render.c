@@ -1,19 +1,19 @@
 /*
- * render.c: certificate PDFs with cairo + pango (contract in render.h, layouts in
- * docs/documents.md).
+ * render.c: certificate PDFs (contract in render.h, layouts in docs/documents.md, the PDF
+ * writer and why it is not cairo's surface in pdf.h).
  *
  * A document is built in two passes.  First the record becomes a list of groups (a person, a
  * table, the header fields), each a list of rows of up to four cells; every cell is shaped once
- * into its own PangoLayout and measured.  Groups are never split across pages unless a group
- * alone is taller than a page, and a row is never split.  That gives the page count N, so the
- * second pass can draw each page with its header (title, page n/N, issuance id), its body, and
- * its footer (issue date, municipality, certification on the last page, the page's QR code and
- * code text).
+ * (HarfBuzz, wrapped at pango's line-break opportunities) and measured.  Groups are never split
+ * across pages unless a group alone is taller than a page, and a row is never split.  That gives
+ * the page count N, so the second pass can draw each page with its header (title, page n/N,
+ * issuance id), its body, and its footer (issue date, municipality, certification on the last
+ * page, the page's QR code and code text).
  *
  * Threads: all state that outlives a call is per thread (struct render_thread behind a
- * pthread key: font map, context, font descriptions, the mayor's seal image), created on first
- * use and freed by the key's destructor or render_thread_release().  Nothing is shared between
- * threads except fontconfig's configuration, which fontconfig loads once and only reads after.
+ * pthread key: the PDF writer's reusable buffers and the mayor's seal image), created on first
+ * use and freed by the key's destructor or render_thread_release().  The only shared state is
+ * the loaded fonts (pdf.c), read-only once loaded.
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -21,39 +21,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cairo-pdf.h>
 #include <cairo.h>
 #include <fontconfig/fontconfig.h>
-#include <pango/pangocairo.h>
+#include <glib.h>
 #include <qrencode.h>
 
+#include "pdf.h"
 #include "render.h"
 
 /* A4 in points, and the page's fixed geometry. */
-#define PAGE_W	     595.276
-#define PAGE_H	     841.890
-#define MARGIN_X     42.0
-#define BODY_TOP     108.0
-#define FOOTER_H     150.0
-#define BODY_BOTTOM  (PAGE_H - 36.0 - FOOTER_H)
-#define BODY_W	     (PAGE_W - 2 * MARGIN_X)
-#define CELL_PAD_X   4.0
-#define CELL_PAD_Y   2.0
-#define QR_SIZE	     84.0
-#define MAX_CELLS    4
-#define FONT_BODY    "IPAexMincho 9"
-#define FONT_LABEL   "IPAexGothic 8"
-#define FONT_HEADING "IPAexGothic 9.5"
-#define FONT_TITLE   "IPAexGothic Bold 18"
-#define FONT_SMALL   "IPAexGothic 7.5"
-#define FONT_CODE    "IPAexGothic 6.5"
-#define FONT_CERT    "IPAexMincho 10.5"
-#define FONT_SEAL    "IPAexMincho 11"
-#define FONT_COUNT   8
+#define PAGE_W		   595.276
+#define PAGE_H		   841.890
+#define MARGIN_X	   42.0
+#define BODY_TOP	   108.0
+#define FOOTER_H	   150.0
+#define BODY_BOTTOM	   (PAGE_H - 36.0 - FOOTER_H)
+#define BODY_W		   (PAGE_W - 2 * MARGIN_X)
+#define CELL_PAD_X	   4.0
+#define CELL_PAD_Y	   2.0
+#define QR_SIZE		   84.0
+#define MAX_CELLS	   4
+#define FONT_COUNT	   8
+#define RENDER_SEAL_IMAGES 2
 
 enum render_font { F_BODY, F_LABEL, F_HEADING, F_TITLE, F_SMALL, F_CODE, F_CERT, F_SEAL };
-static const char *const render_font_names[FONT_COUNT] = {
-    FONT_BODY, FONT_LABEL, FONT_HEADING, FONT_TITLE, FONT_SMALL, FONT_CODE, FONT_CERT, FONT_SEAL,
+#define VERMILION                                                                                  \
+	{                                                                                          \
+		0.82, 0.16, 0.12                                                                   \
+	}
+/* Type sizes in points (the layout was first drawn with pango at its 96 dpi, which these keep). */
+static const struct pdf_style render_fonts[FONT_COUNT] = {
+    [F_BODY] = {.face = PDF_MINCHO, .size = 12},
+    [F_LABEL] = {.face = PDF_GOTHIC, .size = 10.67},
+    [F_HEADING] = {.face = PDF_GOTHIC, .size = 12.67},
+    [F_TITLE] = {.face = PDF_GOTHIC, .size = 24, .bold = 1},
+    [F_SMALL] = {.face = PDF_GOTHIC, .size = 10},
+    [F_CODE] = {.face = PDF_GOTHIC, .size = 8.67},
+    [F_CERT] = {.face = PDF_MINCHO, .size = 14},
+    [F_SEAL] = {.face = PDF_MINCHO, .size = 14.67, .rgb = VERMILION},
 };
 
 /* Column sets: x offsets (from MARGIN_X) and widths of the cells of a row. */
@@ -78,7 +83,7 @@ enum row_kind { ROW_CELLS, ROW_HEADING, ROW_SEAL };
 struct render_row {
 	enum row_kind kind;
 	const struct render_cols *cols;
-	PangoLayout *cell[MAX_CELLS];
+	struct pdf_text cell[MAX_CELLS]; /* shaped into the thread's pdf_doc */
 	double height;
 	char seal_text[64];   /* ROW_SEAL */
 	char seal_image[512]; /* ROW_SEAL: resolved PNG path or "" */
@@ -92,6 +97,7 @@ struct render_group {
 /* One document being built: owned by render_document()'s frame. */
 struct render_doc {
 	struct render_thread *rt;
+	struct pdf_doc *pdf; /* rt's writer, reset for this document */
 	struct render_row *rows;
 	size_t row_count, row_cap;
 	struct render_group *groups;
@@ -99,15 +105,16 @@ struct render_doc {
 	size_t *page_first_row; /* first row of each page, plus a sentinel */
 	unsigned pages;
 	int oom;
+	/* Resident seal impressions drawn, kept until the PDF is written. */
+	struct pdf_image seal_images[RENDER_SEAL_IMAGES];
+	size_t seal_image_count;
 };
 
 /* Per-thread caches. */
 struct render_thread {
-	PangoFontMap *fontmap;
-	PangoContext *ctx;
-	PangoFontDescription *font[FONT_COUNT];
-	PangoLayout *scratch; /* header and footer texts, reset per use */
-	cairo_surface_t *mayor_seal;
+	struct pdf_doc *pdf;
+	struct pdf_image mayor_seal;
+	int mayor_seal_loaded; /* 1: mayor_seal holds mayor_seal_path; -1: that path failed */
 	char mayor_seal_path[512];
 };
 
@@ -119,17 +126,8 @@ static void render_thread_free(void *p)
 	struct render_thread *rt = p;
 	if (rt == NULL)
 		return;
-	if (rt->scratch)
-		g_object_unref(rt->scratch);
-	for (int i = 0; i < FONT_COUNT; i++)
-		if (rt->font[i])
-			pango_font_description_free(rt->font[i]);
-	if (rt->ctx)
-		g_object_unref(rt->ctx);
-	if (rt->fontmap)
-		g_object_unref(rt->fontmap);
-	if (rt->mayor_seal)
-		cairo_surface_destroy(rt->mayor_seal);
+	pdf_doc_free(rt->pdf);
+	pdf_image_free(&rt->mayor_seal);
 	free(rt);
 }
 
@@ -139,31 +137,20 @@ static void render_key_make(void)
 		abort(); /* no keys left at start-up: a broken invariant, not bad input */
 }
 
-static struct render_thread *render_thread_get(void)
+static struct render_thread *render_thread_get(char *err, size_t err_size)
 {
 	pthread_once(&render_once, render_key_make);
 	struct render_thread *rt = pthread_getspecific(render_key);
 	if (rt != NULL)
 		return rt;
-	rt = calloc(1, sizeof *rt);
-	if (rt == NULL)
+	if (pdf_fonts_load(err, err_size) != 0)
 		return NULL;
-	rt->fontmap = pango_cairo_font_map_new();
-	if (rt->fontmap == NULL) {
+	rt = calloc(1, sizeof *rt);
+	if (rt == NULL || (rt->pdf = pdf_doc_new()) == NULL) {
 		free(rt);
+		snprintf(err, err_size, "out of memory setting up the renderer");
 		return NULL;
 	}
-	rt->ctx = pango_font_map_create_context(rt->fontmap);
-	/* PDF output: no hinting, so measured widths equal drawn widths at any resolution. */
-	cairo_font_options_t *fo = cairo_font_options_create();
-	cairo_font_options_set_hint_style(fo, CAIRO_HINT_STYLE_NONE);
-	cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF);
-	pango_cairo_context_set_font_options(rt->ctx, fo);
-	cairo_font_options_destroy(fo);
-	pango_context_set_language(rt->ctx, pango_language_from_string("ja"));
-	for (int i = 0; i < FONT_COUNT; i++)
-		rt->font[i] = pango_font_description_from_string(render_font_names[i]);
-	rt->scratch = pango_layout_new(rt->ctx);
 	pthread_setspecific(render_key, rt);
 	return rt;
 }
@@ -179,7 +166,7 @@ void render_thread_release(void)
 void render_library_shutdown(void)
 {
 	render_thread_release();
-	pango_cairo_font_map_set_default(NULL);
+	pdf_fonts_unload();
 	cairo_debug_reset_static_data();
 	FcFini();
 }
@@ -359,19 +346,13 @@ static void render_group_begin(struct render_doc *doc)
 	g->height = 0;
 }
 
-static PangoLayout *render_cell_layout(struct render_doc *doc, enum render_font font, double width,
-				       const char *text)
+/* Shapes a cell's text in font, wrapped inside the cell's padding. */
+static void render_cell_text(struct render_doc *doc, struct pdf_text *t, enum render_font font,
+			     double width, const char *text)
 {
-	PangoLayout *l = pango_layout_new(doc->rt->ctx);
-	if (l == NULL) {
+	pdf_text_shape(doc->pdf, t, &render_fonts[font], width - 2 * CELL_PAD_X, text);
+	if (pdf_doc_failed(doc->pdf))
 		doc->oom = 1;
-		return NULL;
-	}
-	pango_layout_set_font_description(l, doc->rt->font[font]);
-	pango_layout_set_width(l, (int)((width - 2 * CELL_PAD_X) * PANGO_SCALE));
-	pango_layout_set_wrap(l, PANGO_WRAP_WORD_CHAR);
-	pango_layout_set_text(l, text ? text : "", -1);
-	return l;
 }
 
 /* Adds a row of cells (NULL texts are blank) and measures it. */
@@ -385,14 +366,12 @@ static void render_cells(struct render_doc *doc, const struct render_cols *cols,
 	double h = 0;
 	for (int i = 0; i < cols->count; i++) {
 		int label = (cols->label_mask >> i) & 1u;
-		row->cell[i] =
-		    render_cell_layout(doc, label ? F_LABEL : F_BODY, cols->w[i], text[i]);
-		if (row->cell[i] == NULL)
-			return;
-		int pw, ph;
-		pango_layout_get_size(row->cell[i], &pw, &ph);
-		if ((double)ph / PANGO_SCALE > h)
-			h = (double)ph / PANGO_SCALE;
+		render_cell_text(doc, &row->cell[i], label ? F_LABEL : F_BODY, cols->w[i], text[i]);
+		/* An empty cell is as tall as one line, like a blank line of text. */
+		double ch =
+		    row->cell[i].line_count ? row->cell[i].height : row->cell[i].line_height;
+		if (ch > h)
+			h = ch;
 	}
 	row->height = h + 2 * CELL_PAD_Y;
 }
@@ -402,12 +381,8 @@ static void render_heading(struct render_doc *doc, const char *text)
 	struct render_row *row = render_row_add(doc, ROW_HEADING, &COLS_FULL);
 	if (row == NULL)
 		return;
-	row->cell[0] = render_cell_layout(doc, F_HEADING, BODY_W, text);
-	if (row->cell[0] == NULL)
-		return;
-	int pw, ph;
-	pango_layout_get_size(row->cell[0], &pw, &ph);
-	row->height = (double)ph / PANGO_SCALE + 2 * CELL_PAD_Y + 1;
+	render_cell_text(doc, &row->cell[0], F_HEADING, BODY_W, text);
+	row->height = row->cell[0].height + 2 * CELL_PAD_Y + 1;
 }
 
 /* A label/value row for an optional field: nothing when the record lacks it. */
@@ -716,85 +691,91 @@ static int render_paginate(struct render_doc *doc)
 
 /* ---------------------------------------------------------------------------- drawing */
 
-static double render_text(cairo_t *cr, struct render_thread *rt, enum render_font font, double x,
-			  double y, double width, PangoAlignment align, const char *text)
+/* Shapes and draws text in font in a box at (x, y) of width (<= 0: unbounded); its height. */
+static double render_text(struct render_doc *doc, enum render_font font, double x, double y,
+			  double width, enum pdf_align align, const char *text)
 {
-	PangoLayout *l = rt->scratch;
-	pango_layout_set_font_description(l, rt->font[font]);
-	pango_layout_set_width(l, width > 0 ? (int)(width * PANGO_SCALE) : -1);
-	pango_layout_set_alignment(l, align);
-	pango_layout_set_text(l, text, -1);
-	cairo_move_to(cr, x, y);
-	pango_cairo_show_layout(cr, l);
-	int pw, ph;
-	pango_layout_get_size(l, &pw, &ph);
-	return (double)ph / PANGO_SCALE;
+	struct pdf_style style = render_fonts[font];
+	struct pdf_text t;
+	style.align = align;
+	pdf_text_shape(doc->pdf, &t, &style, width, text);
+	pdf_text_draw(doc->pdf, &t, x, y, width > 0 ? width : t.width);
+	return t.height;
 }
 
-/* A seal outline (circle) with text set vertically inside, in vermilion. */
-static void render_seal_outline(cairo_t *cr, struct render_thread *rt, double cx, double cy,
-				double r, const char *text, int square)
+/* A seal outline (circle or square) with text set vertically inside, in vermilion. */
+static void render_seal_outline(struct render_doc *doc, double cx, double cy, double r,
+				const char *text, int square)
 {
-	char vertical[256];
-	size_t o = 0;
-	cairo_save(cr);
-	cairo_set_source_rgb(cr, 0.82, 0.16, 0.12);
-	cairo_set_line_width(cr, 2.0);
+	struct pdf_style style = render_fonts[F_SEAL];
+	char ch[8];
+	size_t count = 0;
+	pdf_stroke_colour(doc->pdf, 0.82, 0.16, 0.12);
+	pdf_line_width(doc->pdf, 2.0);
 	if (square)
-		cairo_rectangle(cr, cx - r, cy - r, 2 * r, 2 * r);
+		pdf_stroke_rect(doc->pdf, cx - r, cy - r, 2 * r, 2 * r);
 	else
-		cairo_arc(cr, cx, cy, r, 0, 2 * G_PI);
-	cairo_stroke(cr);
-	/* One character per line: vertical writing of a short engraving. */
-	for (const char *p = text; *p && o + 8 < sizeof vertical;) {
+		pdf_stroke_circle(doc->pdf, cx, cy, r);
+	pdf_stroke_colour(doc->pdf, 0, 0, 0);
+	/* One character per line: vertical writing of a short engraving, scaled to fit. */
+	for (const char *p = text; *p; p = g_utf8_next_char(p))
+		count += *p != ' ';
+	if (count == 0)
+		return;
+	double line = style.size - 2; /* the old layout's -2 pt line spacing */
+	if (count * line > 1.7 * r) {
+		double k = 1.7 * r / (count * line);
+		style.size *= k;
+		line *= k;
+	}
+	double y = cy - count * line / 2;
+	style.align = PDF_ALIGN_CENTER;
+	for (const char *p = text; *p;) {
 		const char *next = g_utf8_next_char(p);
-		if (*p != ' ') {
-			memcpy(vertical + o, p, (size_t)(next - p));
-			o += (size_t)(next - p);
-			vertical[o++] = '\n';
+		size_t n = (size_t)(next - p);
+		if (*p != ' ' && n < sizeof ch) {
+			memcpy(ch, p, n);
+			ch[n] = '\0';
+			struct pdf_text t;
+			pdf_text_shape(doc->pdf, &t, &style, 0, ch);
+			pdf_text_draw(doc->pdf, &t, cx - style.size, y - style.size * 0.1,
+				      2 * style.size);
+			y += line;
 		}
 		p = next;
 	}
-	if (o > 0)
-		o--;
-	vertical[o] = '\0';
-	PangoLayout *l = rt->scratch;
-	pango_layout_set_font_description(l, rt->font[F_SEAL]);
-	pango_layout_set_width(l, -1);
-	pango_layout_set_alignment(l, PANGO_ALIGN_CENTER);
-	pango_layout_set_spacing(l, -2 * PANGO_SCALE);
-	pango_layout_set_text(l, vertical, -1);
-	int pw, ph;
-	pango_layout_get_size(l, &pw, &ph);
-	double w = (double)pw / PANGO_SCALE, h = (double)ph / PANGO_SCALE;
-	double scale = h > 1.7 * r ? 1.7 * r / h : 1.0;
-	cairo_translate(cr, cx - w * scale / 2, cy - h * scale / 2);
-	cairo_scale(cr, scale, scale);
-	cairo_move_to(cr, 0, 0);
-	pango_cairo_show_layout(cr, l);
-	pango_layout_set_spacing(l, 0);
-	cairo_restore(cr);
 }
 
-static void render_png(cairo_t *cr, cairo_surface_t *img, double x, double y, double size)
+/* Draws img scaled to fit a size × size square at (x, y), keeping its aspect. */
+static void render_image(struct render_doc *doc, const struct pdf_image *img, double x, double y,
+			 double size)
 {
-	int w = cairo_image_surface_get_width(img), h = cairo_image_surface_get_height(img);
-	if (w <= 0 || h <= 0)
+	if (img->width <= 0 || img->height <= 0)
 		return;
-	double s = size / (w > h ? w : h);
-	cairo_save(cr);
-	cairo_translate(cr, x, y);
-	cairo_scale(cr, s, s);
-	cairo_set_source_surface(cr, img, 0, 0);
-	cairo_paint(cr);
-	cairo_restore(cr);
+	double s = size / (img->width > img->height ? img->width : img->height);
+	pdf_draw_image(doc->pdf, img, x, y, img->width * s, img->height * s);
 }
 
-static void render_rows(cairo_t *cr, struct render_doc *doc, size_t from, size_t to)
+/* A resident's seal impression from its PNG, or the engraving drawn in an outline. */
+static void render_seal_row(struct render_doc *doc, const struct render_row *row, double y)
+{
+	char err[128];
+	/* The image is written by pdf_doc_finish(): the document keeps it until then. */
+	struct pdf_image *img = &doc->seal_images[doc->seal_image_count];
+	if (row->seal_image[0] && doc->seal_image_count < RENDER_SEAL_IMAGES &&
+	    pdf_image_load_png(row->seal_image, img, err, sizeof err) == 0) {
+		doc->seal_image_count++;
+		render_image(doc, img, MARGIN_X + BODY_W / 2 - 42, y + 6, 84);
+		return;
+	}
+	render_seal_outline(doc, MARGIN_X + BODY_W / 2, y + row->height / 2, 40, row->seal_text, 0);
+}
+
+static void render_rows(struct render_doc *doc, size_t from, size_t to)
 {
 	double y = BODY_TOP;
 	size_t g = 0;
-	cairo_set_line_width(cr, 0.5);
+	pdf_line_width(doc->pdf, 0.5);
 	for (size_t r = from; r < to; r++) {
 		const struct render_row *row = &doc->rows[r];
 		while (g + 1 < doc->group_count && doc->groups[g + 1].first_row <= r)
@@ -803,202 +784,130 @@ static void render_rows(cairo_t *cr, struct render_doc *doc, size_t from, size_t
 			y += 4;
 		const struct render_cols *c = row->cols;
 		if (row->kind == ROW_HEADING) {
-			cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
-			cairo_rectangle(cr, MARGIN_X, y, BODY_W, row->height);
-			cairo_fill(cr);
+			pdf_fill_rect(doc->pdf, MARGIN_X, y, BODY_W, row->height, 0.88, 0.88, 0.88);
 		} else if (row->kind == ROW_CELLS) {
-			for (int i = 0; i < c->count; i++) {
-				if (!((c->label_mask >> i) & 1u))
-					continue;
-				cairo_set_source_rgb(cr, 0.95, 0.95, 0.95);
-				cairo_rectangle(cr, MARGIN_X + c->x[i], y, c->w[i], row->height);
-				cairo_fill(cr);
-			}
+			for (int i = 0; i < c->count; i++)
+				if ((c->label_mask >> i) & 1u)
+					pdf_fill_rect(doc->pdf, MARGIN_X + c->x[i], y, c->w[i],
+						      row->height, 0.95, 0.95, 0.95);
 		}
-		cairo_set_source_rgb(cr, 0, 0, 0);
 		if (row->kind == ROW_SEAL) {
-			cairo_surface_t *img = NULL;
-			if (row->seal_image[0])
-				img = cairo_image_surface_create_from_png(row->seal_image);
-			if (img != NULL && cairo_surface_status(img) == CAIRO_STATUS_SUCCESS)
-				render_png(cr, img, MARGIN_X + BODY_W / 2 - 42, y + 6, 84);
-			else
-				render_seal_outline(cr, doc->rt, MARGIN_X + BODY_W / 2,
-						    y + row->height / 2, 40, row->seal_text, 0);
-			if (img != NULL)
-				cairo_surface_destroy(img);
+			render_seal_row(doc, row, y);
+			pdf_line_width(doc->pdf, 0.5);
 		}
-		for (int i = 0; i < c->count && row->kind != ROW_SEAL; i++) {
-			if (row->cell[i] == NULL)
-				continue;
-			cairo_move_to(cr, MARGIN_X + c->x[i] + CELL_PAD_X, y + CELL_PAD_Y);
-			pango_cairo_show_layout(cr, row->cell[i]);
-		}
+		for (int i = 0; i < c->count && row->kind != ROW_SEAL; i++)
+			pdf_text_draw(doc->pdf, &row->cell[i], MARGIN_X + c->x[i] + CELL_PAD_X,
+				      y + CELL_PAD_Y, c->w[i] - 2 * CELL_PAD_X);
 		/* Cell borders. */
-		cairo_rectangle(cr, MARGIN_X, y, BODY_W, row->height);
-		for (int i = 1; i < c->count; i++) {
-			cairo_move_to(cr, MARGIN_X + c->x[i], y);
-			cairo_line_to(cr, MARGIN_X + c->x[i], y + row->height);
-		}
-		cairo_stroke(cr);
+		pdf_stroke_rect(doc->pdf, MARGIN_X, y, BODY_W, row->height);
+		for (int i = 1; i < c->count; i++)
+			pdf_stroke_line(doc->pdf, MARGIN_X + c->x[i], y, MARGIN_X + c->x[i],
+					y + row->height);
 		y += row->height;
 	}
 }
 
-static void render_qr(cairo_t *cr, const char *code, double x, double y, double size)
+static void render_qr(struct render_doc *doc, const char *code, double x, double y, double size)
 {
 	QRcode *qr = QRcode_encodeString(code, 0, QR_ECLEVEL_M, QR_MODE_8, 1);
-	if (qr == NULL)
+	if (qr == NULL) {
+		doc->oom = 1;
 		return;
+	}
 	int n = qr->width, quiet = 2;
 	double m = size / (n + 2 * quiet);
-	cairo_save(cr);
-	cairo_set_source_rgb(cr, 1, 1, 1);
-	cairo_rectangle(cr, x, y, size, size);
-	cairo_fill(cr);
-	cairo_set_source_rgb(cr, 0, 0, 0);
-	for (int r = 0; r < n; r++) {
-		for (int c = 0; c < n;) {
-			if (!(qr->data[r * n + c] & 1)) {
-				c++;
-				continue;
-			}
-			int run = c;
-			while (run < n && (qr->data[r * n + run] & 1))
-				run++;
-			cairo_rectangle(cr, x + (c + quiet) * m, y + (r + quiet) * m, (run - c) * m,
-					m);
-			c = run;
-		}
-	}
-	cairo_fill(cr);
-	cairo_restore(cr);
+	pdf_fill_rect(doc->pdf, x, y, size, size, 1, 1, 1);
+	pdf_draw_modules(doc->pdf, qr->data, n, x + quiet * m, y + quiet * m, n * m);
 	QRcode_free(qr);
 }
 
 /* The code as one line of text, condensed to fit width: pdftotext must give it whole. */
-static void render_code_line(cairo_t *cr, struct render_thread *rt, double x, double y,
-			     double width, const char *code)
+static void render_code_line(struct render_doc *doc, double x, double y, double width,
+			     const char *code)
 {
-	PangoLayout *l = rt->scratch;
-	pango_layout_set_font_description(l, rt->font[F_CODE]);
-	pango_layout_set_width(l, -1);
-	pango_layout_set_alignment(l, PANGO_ALIGN_LEFT);
-	pango_layout_set_text(l, code, -1);
-	int pw, ph;
-	pango_layout_get_size(l, &pw, &ph);
-	double w = (double)pw / PANGO_SCALE;
-	cairo_save(cr);
-	cairo_translate(cr, x, y);
-	if (w > width)
-		cairo_scale(cr, width / w, 1.0);
-	cairo_move_to(cr, 0, 0);
-	pango_cairo_show_layout(cr, l);
-	cairo_restore(cr);
+	struct pdf_text t;
+	pdf_text_shape(doc->pdf, &t, &render_fonts[F_CODE], 0, code);
+	if (t.width > width)
+		t.style.hscale = width / t.width;
+	pdf_text_draw(doc->pdf, &t, x, y, width);
 }
 
-static void render_frame(cairo_t *cr, struct render_doc *doc, const struct render_meta *meta,
-			 const char *title, const char *cert_text, const char *issue_date,
-			 unsigned page, const char *code)
+/* The mayor's seal (公印) at (x, y), 60 pt, or a marked placeholder when none is configured. */
+static void render_mayor_seal(struct render_doc *doc, const struct render_meta *meta, double sx,
+			      double sy)
 {
 	struct render_thread *rt = doc->rt;
+	if (meta->seal_png != NULL && strcmp(rt->mayor_seal_path, meta->seal_png) != 0) {
+		char err[128];
+		pdf_image_free(&rt->mayor_seal);
+		snprintf(rt->mayor_seal_path, sizeof rt->mayor_seal_path, "%s", meta->seal_png);
+		rt->mayor_seal_loaded =
+		    pdf_image_load_png(meta->seal_png, &rt->mayor_seal, err, sizeof err) == 0 ? 1
+											      : -1;
+	}
+	if (meta->seal_png != NULL && rt->mayor_seal_loaded == 1) {
+		render_image(doc, &rt->mayor_seal, sx, sy, 60);
+		return;
+	}
+	render_seal_outline(doc, sx + 30, sy + 30, 27, "公印", 1);
+	struct pdf_style style = render_fonts[F_SMALL];
+	const double vermilion[3] = VERMILION;
+	struct pdf_text t;
+	memcpy(style.rgb, vermilion, sizeof vermilion);
+	style.align = PDF_ALIGN_CENTER;
+	pdf_text_shape(doc->pdf, &t, &style, 100, "見本（公印未設定）");
+	pdf_text_draw(doc->pdf, &t, sx - 20, sy + 61, 100);
+}
+
+static void render_frame(struct render_doc *doc, const struct render_meta *meta, const char *title,
+			 const char *cert_text, const char *issue_date, unsigned page,
+			 const char *code)
+{
 	char buf[512];
-	cairo_set_source_rgb(cr, 0, 0, 0);
-	render_text(cr, rt, F_TITLE, MARGIN_X, 44, BODY_W, PANGO_ALIGN_CENTER, title);
+	render_text(doc, F_TITLE, MARGIN_X, 44, BODY_W, PDF_ALIGN_CENTER, title);
 	snprintf(buf, sizeof buf, "%u / %u ページ", page, doc->pages);
-	render_text(cr, rt, F_SMALL, MARGIN_X, 30, BODY_W, PANGO_ALIGN_RIGHT, buf);
+	render_text(doc, F_SMALL, MARGIN_X, 30, BODY_W, PDF_ALIGN_RIGHT, buf);
 	snprintf(buf, sizeof buf, "発行番号 %s", meta->issuance_id);
-	render_text(cr, rt, F_SMALL, MARGIN_X, 30, BODY_W, PANGO_ALIGN_LEFT, buf);
-	snprintf(buf, sizeof buf, "%s", meta->municipality_name);
-	render_text(cr, rt, F_SMALL, MARGIN_X, 84, BODY_W, PANGO_ALIGN_LEFT, buf);
+	render_text(doc, F_SMALL, MARGIN_X, 30, BODY_W, PDF_ALIGN_LEFT, buf);
+	render_text(doc, F_SMALL, MARGIN_X, 84, BODY_W, PDF_ALIGN_LEFT, meta->municipality_name);
 	snprintf(buf, sizeof buf, "発行日 %s", issue_date);
-	render_text(cr, rt, F_SMALL, MARGIN_X, 84, BODY_W, PANGO_ALIGN_RIGHT, buf);
-	cairo_set_line_width(cr, 1.0);
-	cairo_move_to(cr, MARGIN_X, 100);
-	cairo_line_to(cr, PAGE_W - MARGIN_X, 100);
-	cairo_stroke(cr);
+	render_text(doc, F_SMALL, MARGIN_X, 84, BODY_W, PDF_ALIGN_RIGHT, buf);
+	pdf_line_width(doc->pdf, 1.0);
+	pdf_stroke_line(doc->pdf, MARGIN_X, 100, PAGE_W - MARGIN_X, 100);
 
 	/* Footer: certification on the last page, else a continuation note. */
 	double fy = BODY_BOTTOM + 10;
 	double text_w = BODY_W - QR_SIZE - 12;
 	if (page == doc->pages) {
-		render_text(cr, rt, F_BODY, MARGIN_X, fy, text_w, PANGO_ALIGN_LEFT, "以下余白");
+		render_text(doc, F_BODY, MARGIN_X, fy, text_w, PDF_ALIGN_LEFT, "以下余白");
 		fy += 18;
-		fy +=
-		    render_text(cr, rt, F_CERT, MARGIN_X, fy, text_w, PANGO_ALIGN_LEFT, cert_text);
+		fy += render_text(doc, F_CERT, MARGIN_X, fy, text_w, PDF_ALIGN_LEFT, cert_text);
 		fy += 6;
-		render_text(cr, rt, F_CERT, MARGIN_X, fy, text_w, PANGO_ALIGN_LEFT, issue_date);
+		render_text(doc, F_CERT, MARGIN_X, fy, text_w, PDF_ALIGN_LEFT, issue_date);
 		fy += 22;
 		if (meta->mayor_name != NULL)
 			snprintf(buf, sizeof buf, "%s", meta->mayor_name);
 		else
 			snprintf(buf, sizeof buf, "%s長", meta->municipality_name);
-		render_text(cr, rt, F_CERT, MARGIN_X, fy, text_w - 80, PANGO_ALIGN_RIGHT, buf);
-		/* The mayor's seal (公印) beside the name. */
-		double sx = MARGIN_X + text_w - 66, sy = fy - 24;
-		if (meta->seal_png != NULL &&
-		    (rt->mayor_seal == NULL || strcmp(rt->mayor_seal_path, meta->seal_png) != 0)) {
-			if (rt->mayor_seal)
-				cairo_surface_destroy(rt->mayor_seal);
-			rt->mayor_seal = cairo_image_surface_create_from_png(meta->seal_png);
-			snprintf(rt->mayor_seal_path, sizeof rt->mayor_seal_path, "%s",
-				 meta->seal_png);
-		}
-		if (meta->seal_png != NULL &&
-		    cairo_surface_status(rt->mayor_seal) == CAIRO_STATUS_SUCCESS) {
-			render_png(cr, rt->mayor_seal, sx, sy, 60);
-		} else {
-			render_seal_outline(cr, rt, sx + 30, sy + 30, 27, "公印", 1);
-			cairo_set_source_rgb(cr, 0.82, 0.16, 0.12);
-			render_text(cr, rt, F_SMALL, sx - 20, sy + 61, 100, PANGO_ALIGN_CENTER,
-				    "見本（公印未設定）");
-			cairo_set_source_rgb(cr, 0, 0, 0);
-		}
+		render_text(doc, F_CERT, MARGIN_X, fy, text_w - 80, PDF_ALIGN_RIGHT, buf);
+		render_mayor_seal(doc, meta, MARGIN_X + text_w - 66, fy - 24);
 	} else {
-		render_text(cr, rt, F_BODY, MARGIN_X, fy, text_w, PANGO_ALIGN_LEFT,
+		render_text(doc, F_BODY, MARGIN_X, fy, text_w, PDF_ALIGN_LEFT,
 			    "（次のページに続く）");
 	}
 	/* The page's verification code: QR and text. */
-	render_qr(cr, code, PAGE_W - MARGIN_X - QR_SIZE, BODY_BOTTOM + 8, QR_SIZE);
-	render_text(cr, rt, F_SMALL, MARGIN_X, PAGE_H - 48, BODY_W, PANGO_ALIGN_LEFT,
+	render_qr(doc, code, PAGE_W - MARGIN_X - QR_SIZE, BODY_BOTTOM + 8, QR_SIZE);
+	render_text(doc, F_SMALL, MARGIN_X, PAGE_H - 48, BODY_W, PDF_ALIGN_LEFT,
 		    "検証コード（このページ）:");
-	render_code_line(cr, rt, MARGIN_X, PAGE_H - 36, BODY_W, code);
+	render_code_line(doc, MARGIN_X, PAGE_H - 36, BODY_W, code);
 }
 
 /* ----------------------------------------------------------------------------- output */
 
-struct render_buf {
-	unsigned char *data;
-	size_t len, cap;
-	int oom;
-};
-
-static cairo_status_t render_write(void *closure, const unsigned char *data, unsigned int n)
-{
-	struct render_buf *b = closure;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 65536;
-		while (cap < b->len + n)
-			cap *= 2;
-		unsigned char *d = realloc(b->data, cap);
-		if (d == NULL) {
-			b->oom = 1;
-			return CAIRO_STATUS_WRITE_ERROR;
-		}
-		b->data = d;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, n);
-	b->len += n;
-	return CAIRO_STATUS_SUCCESS;
-}
-
 static void render_doc_free(struct render_doc *doc)
 {
-	for (size_t r = 0; r < doc->row_count; r++)
-		for (int i = 0; i < MAX_CELLS; i++)
-			if (doc->rows[r].cell[i])
-				g_object_unref(doc->rows[r].cell[i]);
+	for (size_t i = 0; i < doc->seal_image_count; i++)
+		pdf_image_free(&doc->seal_images[i]);
 	free(doc->rows);
 	free(doc->groups);
 	free(doc->page_first_row);
@@ -1017,7 +926,6 @@ int render_document(const json_t *record, const struct render_meta *meta,
 {
 	char issue_date[128], cerr[256], code[DOCCODE_TEXT_MAX];
 	struct render_doc doc;
-	struct render_buf buf = {0};
 	int rc = RENDER_OK;
 
 	memset(out, 0, sizeof *out);
@@ -1039,10 +947,11 @@ int render_document(const json_t *record, const struct render_meta *meta,
 	if (doccode_digest(meta->issuance_id, certificate, record, out->digest) != DOCCODE_OK)
 		return render_fail(err, err_size, RENDER_ERROR, "cannot digest the record");
 
-	doc.rt = render_thread_get();
+	doc.rt = render_thread_get(cerr, sizeof cerr);
 	if (doc.rt == NULL)
-		return render_fail(err, err_size, RENDER_ERROR,
-				   "cannot set up fonts (is fonts-ipaexfont installed?)");
+		return render_fail(err, err_size, RENDER_ERROR, cerr);
+	doc.pdf = doc.rt->pdf;
+	pdf_doc_reset(doc.pdf);
 
 	switch (type) {
 	case 0:
@@ -1085,11 +994,6 @@ int render_document(const json_t *record, const struct render_meta *meta,
 	const char *cert_text =
 	    meta->certification_text ? meta->certification_text : render_types[type][2];
 
-	cairo_surface_t *surface =
-	    cairo_pdf_surface_create_for_stream(render_write, &buf, PAGE_W, PAGE_H);
-	cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_TITLE, render_types[type][1]);
-	cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_CREATOR, "madoguchi");
-	cairo_t *cr = cairo_create(surface);
 	for (unsigned p = 1; p <= doc.pages && rc == RENDER_OK; p++) {
 		if (doccode_make(signer, meta->issuance_id, p, doc.pages, out->digest, code,
 				 sizeof code, cerr, sizeof cerr) != DOCCODE_OK) {
@@ -1098,26 +1002,21 @@ int render_document(const json_t *record, const struct render_meta *meta,
 		}
 		if (p == 1)
 			memcpy(out->first_code, code, sizeof code);
-		render_rows(cr, &doc, doc.page_first_row[p - 1], doc.page_first_row[p]);
-		render_frame(cr, &doc, meta, render_types[type][1], cert_text, issue_date, p, code);
-		cairo_show_page(cr);
+		pdf_page_begin(doc.pdf);
+		render_rows(&doc, doc.page_first_row[p - 1], doc.page_first_row[p]);
+		render_frame(&doc, meta, render_types[type][1], cert_text, issue_date, p, code);
 	}
-	cairo_destroy(cr);
-	cairo_surface_finish(surface);
-	cairo_status_t st = cairo_surface_status(surface);
-	cairo_surface_destroy(surface);
-	if (rc == RENDER_OK && (st != CAIRO_STATUS_SUCCESS || buf.oom))
-		rc = render_fail(err, err_size, RENDER_ERROR,
-				 buf.oom ? "out of memory writing the PDF"
-					 : cairo_status_to_string(st));
+	if (rc == RENDER_OK && (doc.oom || pdf_doc_failed(doc.pdf)))
+		rc = render_fail(err, err_size, RENDER_ERROR, "out of memory drawing the document");
+	if (rc == RENDER_OK && pdf_doc_finish(doc.pdf, render_types[type][1], meta->issued_at,
+					      &out->pdf, &out->pdf_len, cerr, sizeof cerr) != 0)
+		rc = render_fail(err, err_size, RENDER_ERROR, cerr);
 	render_doc_free(&doc);
 	if (rc != RENDER_OK) {
-		free(buf.data);
+		free(out->pdf);
 		memset(out, 0, sizeof *out);
 		return rc;
 	}
-	out->pdf = buf.data;
-	out->pdf_len = buf.len;
 	out->pages = doc.pages;
 	return RENDER_OK;
 }

@@ -10,10 +10,10 @@
  * by the backend.
  *
  * Threads: render_document() may be called from any number of threads at once.  Each thread
- * keeps its own font map, layouts and loaded seal image (built on first use, freed when the
- * thread exits or calls render_thread_release()); the only shared state is fontconfig's
- * configuration, which is read-only once loaded.  The caller owns everything it passes in
- * (borrowed for the duration of the call) and everything it gets out (render_output_free()).
+ * keeps its own PDF writer buffers and decoded mayor's seal (built on first use, freed when the
+ * thread exits or calls render_thread_release()); the only shared state is the two faces
+ * (pdf.h), loaded once and read-only after.  The caller owns everything it passes in (borrowed
+ * for the duration of the call) and everything it gets out (render_output_free()).
  */
 #ifndef MDG_RENDER_H
 #define MDG_RENDER_H
@@ -57,7 +57,7 @@ struct render_output {
 enum render_status {
 	RENDER_OK = 0,
 	RENDER_INVALID = -1, /* the record or meta is unusable (err says which field) */
-	RENDER_ERROR = -2,   /* fonts, cairo, signing or out of memory (err says which) */
+	RENDER_ERROR = -2,   /* fonts, images, signing or out of memory (err says which) */
 };
 
 /*
@@ -75,8 +75,8 @@ void render_output_free(struct render_output *out);
 void render_thread_release(void);
 
 /*
- * Frees the process-wide one-time caches of cairo, pango and fontconfig, for leak checkers at
- * exit (tests, madoguchictl).  Only when no thread renders any more; never needed in the daemon.
+ * Frees the process-wide one-time caches (the faces, cairo's and fontconfig's), for leak checkers
+ * at exit (tests, madoguchictl).  Only when no thread renders any more; never needed in the daemon.
  */
 void render_library_shutdown(void);
 

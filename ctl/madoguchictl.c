@@ -89,7 +89,8 @@ static const struct ctl_command ctl_commands[] = {
     {"status", "", "show the daemon's state, listeners and plugins (GET /v1/status)", cmd_status},
     {"render", "--record FILE.json --certificate TYPE -o OUT.pdf [--key document.key]",
      "render a certificate preview from a record offline (no daemon); also\n"
-     "                         [--municipality-name NAME] [--issuance-id ID]",
+     "                         [--municipality-name NAME] [--issuance-id ID] [--mayor-name NAME]\n"
+     "                         [--seal MAYOR.png] [--seal-impressions DIR] [--issued-at UNIX]",
      cmd_render},
     {"verify", "--public-key PUB.pem CODE",
      "check a page's verification code offline; prints issuance and page", cmd_verify},
@@ -570,6 +571,7 @@ static int cmd_render(const struct ctl_context *ctx, int argc, char **argv)
 	    {"issuance-id", required_argument, NULL, 'i'},
 	    {"mayor-name", required_argument, NULL, 'n'},
 	    {"seal", required_argument, NULL, 's'},
+	    {"seal-impressions", required_argument, NULL, 'S'},
 	    {"issued-at", required_argument, NULL, 't'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -609,6 +611,9 @@ static int cmd_render(const struct ctl_context *ctx, int argc, char **argv)
 			break;
 		case 's':
 			meta.seal_png = optarg;
+			break;
+		case 'S':
+			meta.seal_impressions_dir = optarg;
 			break;
 		case 't': {
 			char *end = NULL;

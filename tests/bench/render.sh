@@ -13,10 +13,10 @@ build=${2:-$top/build}
 [[ -f "$build/core/libmdgcore.a" ]] || { echo "render.sh: build first (./scripts/build)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pkgs="jansson openssl libuv yaml-0.1 cairo-pdf cairo-png pangocairo fontconfig libqrencode"
+pkgs="jansson openssl libuv yaml-0.1 cairo-png pango fontconfig harfbuzz harfbuzz-subset zlib libqrencode"
 cc -O2 -std=c11 -D_GNU_SOURCE -include "$build/mdg-autoconf.h" -I"$top/core" -I"$top/include" \
     $(pkg-config --cflags $pkgs) "$top/tests/bench/render_bench.c" "$build/core/libmdgcore.a" \
-    $(pkg-config --libs $pkgs) -lpthread -o "$tmp/render_bench"
+    $(pkg-config --libs $pkgs) -lpthread -lm -o "$tmp/render_bench"
 pin=()
 command -v taskset >/dev/null && pin=(taskset -c 0)
 echo "render bench: $n documents per kind, one thread on one core ($(nproc) CPUs present)"

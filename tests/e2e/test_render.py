@@ -258,6 +258,16 @@ def page_text(pdf, page):
     return run(["pdftotext", "-f", str(page), "-l", str(page), pdf, "-"]).stdout
 
 
+def qr_of(pdf, page):
+    """The QR code of one page as a scanner reads it (150 dpi, zbarimg), or None."""
+    with tempfile.TemporaryDirectory() as d:
+        png = os.path.join(d, "page")
+        run(["pdftoppm", "-r", "150", "-png", "-singlefile", "-f", str(page), "-l", str(page),
+             pdf, png])
+        p = run(["zbarimg", "-q", "--raw", "-Sdisable", "-Sqrcode.enable", png + ".png"])
+        return p.stdout.strip() if p.returncode == 0 else None
+
+
 def codes_of(pdf):
     return [re.findall(r"MDG1:\S+", page_text(pdf, i + 1)) for i in range(pages_of(pdf))]
 
@@ -287,6 +297,10 @@ def check_document(tap, tmp, pdf, rec, other, pub, pub_other, tag):
     tap.ok(ok and all(verified) and len(verified) == n,
            "%s: each of the %d page(s) carries one code that verifies as page n/%d" % (tag, n, n),
            "codes %r verified %r" % (codes, verified))
+    scanned = [qr_of(pdf, i + 1) for i in range(n)]
+    tap.ok(len(scanned) == n and all(len(c) == 1 and s == c[0] for s, c in zip(scanned, codes)),
+           "%s: each page's QR code reads back as the code printed beside it" % tag,
+           "scanned %r" % scanned)
     titles = [page_text(pdf, i + 1) for i in range(n)]
     tap.ok(all(TITLES[cert] in t and ("%d / %d" % (i + 1, n)) in t for i, t in enumerate(titles)),
            "%s: every page has the title and page n / N" % tag)

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <cairo.h>
 #include <cmocka.h>
 #include <jansson.h>
 
@@ -421,6 +423,66 @@ static void a_bad_record_or_meta_is_refused(void **state)
 	json_decref(r);
 }
 
+/* Counts the occurrences of needle in the first len bytes of hay. */
+static int count_in(const unsigned char *hay, size_t len, const char *needle)
+{
+	int n = 0;
+	size_t k = strlen(needle);
+	for (size_t i = 0; i + k <= len; i++)
+		n += memcmp(hay + i, needle, k) == 0;
+	return n;
+}
+
+/* A w × h PNG: a red disc on a transparent ground, written with cairo. */
+static void write_png(const char *path, int w, int h)
+{
+	cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, w, h);
+	cairo_t *cr = cairo_create(s);
+	cairo_set_source_rgba(cr, 0.8, 0.1, 0.1, 1);
+	cairo_arc(cr, w / 2.0, h / 2.0, w / 3.0, 0, 6.3);
+	cairo_fill(cr);
+	cairo_destroy(cr);
+	assert_int_equal(cairo_surface_write_to_png(s, path), CAIRO_STATUS_SUCCESS);
+	cairo_surface_destroy(s);
+}
+
+static void seal_images_are_embedded_and_a_missing_one_falls_back(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/mdg-render-XXXXXX", mayor[128], impression[128], err[256];
+	assert_non_null(mkdtemp(dir));
+	snprintf(mayor, sizeof mayor, "%s/mayor.png", dir);
+	snprintf(impression, sizeof impression, "%s/seal-10000123.png", dir);
+	write_png(mayor, 48, 48);
+	write_png(impression, 32, 40);
+	mdg_record *r = seal_record();
+	struct render_meta meta = {.issuance_id = "141003-20261127-000123",
+				   .municipality_name = "横浜市中区",
+				   .seal_png = mayor,
+				   .seal_impressions_dir = dir};
+	struct render_output out;
+	assert_int_equal(render_document(record_json(r), &meta, signer_a, &out, err, sizeof err),
+			 RENDER_OK);
+	/* Both images with their alpha masks; no placeholder text for the mayor's seal. */
+	assert_int_equal(
+	    count_in(out.pdf, out.pdf_len, "/Width 48 /Height 48 /ColorSpace /DeviceRGB"), 1);
+	assert_int_equal(
+	    count_in(out.pdf, out.pdf_len, "/Width 32 /Height 40 /ColorSpace /DeviceRGB"), 1);
+	assert_int_equal(count_in(out.pdf, out.pdf_len, "/SMask"), 2);
+	render_output_free(&out);
+
+	/* Unreadable files: the document still renders, with drawn outlines instead. */
+	unlink(mayor);
+	unlink(impression);
+	meta.seal_png = "/nonexistent/mayor.png";
+	assert_int_equal(render_document(record_json(r), &meta, signer_a, &out, err, sizeof err),
+			 RENDER_OK);
+	assert_int_equal(count_in(out.pdf, out.pdf_len, "/ColorSpace /DeviceRGB"), 0);
+	render_output_free(&out);
+	record_free(r);
+	rmdir(dir);
+}
+
 static void *render_thread_main(void *arg)
 {
 	mdg_record *r = residence_record("residence", 2);
@@ -467,6 +529,7 @@ int main(void)
 	    cmocka_unit_test(every_type_renders_one_page_for_a_small_record),
 	    cmocka_unit_test(a_large_household_and_register_spill_onto_more_pages),
 	    cmocka_unit_test(a_bad_record_or_meta_is_refused),
+	    cmocka_unit_test(seal_images_are_embedded_and_a_missing_one_falls_back),
 	    cmocka_unit_test(threads_render_concurrently),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
