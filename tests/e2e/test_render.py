@@ -2,11 +2,13 @@
 """test_render.py: certificate PDFs of real demo-city records, rendered by `madoguchictl render`
 and checked with qpdf, pdftotext and `madoguchictl verify`.
 
-What must hold, for each of the seven types: the PDF passes `qpdf --check`; pdftotext finds
+What must hold, for each of the seven types: the PDF passes `qpdf --check`; both faces are
+embedded as subsets with a ToUnicode map (pdffonts); pdftotext finds
 every printed field value of the record (docs/documents.md says how values are printed: dates
 in the Japanese era, amounts with separators and 円, codes as words) and none of another
 resident's distinctive values; every page carries its verification code, which verifies
-against the document key's public half and names page n/N of this issuance; a tampered code
+against the document key's public half and names page n/N of this issuance, and whose QR code
+reads back (zbarimg at 150 dpi) as the same text; a tampered code
 and a code checked against another key fail.  A six-member household and a large register
 spill onto more pages with every page's header and code.
 
@@ -276,6 +278,10 @@ def check_document(tap, tmp, pdf, rec, other, pub, pub_other, tag):
     cert = rec["certificate"]
     q = run(["qpdf", "--check", pdf])
     tap.ok(q.returncode == 0, "%s: qpdf --check passes" % tag, q.stdout[-400:] + q.stderr)
+    fonts = run(["pdffonts", pdf]).stdout.splitlines()[2:]
+    tap.ok(len(fonts) == 2 and all(f.split()[-5:-2] == ["yes", "yes", "yes"] for f in fonts),
+           "%s: both IPAex faces are embedded as subsets with a Unicode map" % tag,
+           "\n".join(fonts))
     text = squash(run(["pdftotext", pdf, "-"]).stdout)
     missing = [(f, v) for f, v in printed_values(rec) if squash(v) not in text]
     tap.ok(not missing, "%s: every field value of the record is printed" % tag,
