@@ -58,6 +58,8 @@ enum field_kind {
 	KIND_STRING,	  /* char *: any non-empty text */
 	KIND_INSTANCES,	  /* the plugins mapping: instance name -> plugin_fields */
 	KIND_SETTINGS,	  /* a plugin's free-form config: scalar keys and values */
+	KIND_LIST,	  /* struct config_list: a sequence of scalars, or one scalar */
+	KIND_PROOF_MODE,  /* enum config_card_proof_mode: required | center-asserted */
 };
 
 #define FIELD_REQUIRED	   1u /* missing key is an error */
@@ -246,6 +248,120 @@ static const struct field plugin_fields[] = {
     {.name = NULL},
 };
 
+static const struct field card_proof_fields[] = {
+    {.name = "ca",
+     .kind = KIND_FILE,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_issuance, card_proof.ca)},
+    {.name = "mode", .kind = KIND_PROOF_MODE, AT(struct config_issuance, card_proof.mode)},
+    {.name = "max_skew",
+     .kind = KIND_DURATION,
+     AT(struct config_issuance, card_proof.max_skew_ms),
+     .min = 0,
+     .max = HOUR_MS},
+    {.name = NULL},
+};
+
+static const struct field audit_fields[] = {
+    {.name = "checkpoint_rows",
+     .kind = KIND_INTEGER,
+     AT(struct config_issuance, audit.checkpoint_rows),
+     .min = 1,
+     .max = 10000000},
+    {.name = "checkpoint_interval",
+     .kind = KIND_DURATION,
+     AT(struct config_issuance, audit.checkpoint_interval_ms),
+     .min = SECOND_MS,
+     .max = 24 * HOUR_MS},
+    {.name = "queue_limit",
+     .kind = KIND_INTEGER,
+     AT(struct config_issuance, audit.queue_limit),
+     .min = 1,
+     .max = 1000000},
+    {.name = NULL},
+};
+
+static const struct field certificate_fields[] = {
+    {.name = "plugin",
+     .kind = KIND_STRING,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_certificate, plugin)},
+    {.name = "opening", .kind = KIND_STRING, AT(struct config_certificate, opening)},
+    {.name = "closing", .kind = KIND_STRING, AT(struct config_certificate, closing)},
+    {.name = "always_open", .kind = KIND_BOOL, AT(struct config_certificate, always_open)},
+    {.name = "closed", .kind = KIND_LIST, AT(struct config_certificate, closed)},
+    {.name = "fee",
+     .kind = KIND_INTEGER,
+     AT(struct config_certificate, fee),
+     .min = 0,
+     .max = HOURS_FEE_MAX},
+    {.name = "max_age",
+     .kind = KIND_DURATION,
+     AT(struct config_certificate, max_age_ms),
+     .min = SECOND_MS,
+     .max = 24 * HOUR_MS},
+    {.name = NULL},
+};
+
+/* One entry per certificate type, in record_certificate_types' order. */
+#define CERTIFICATE_FIELD(type_name, i)                                                            \
+	{                                                                                          \
+		.name = type_name, .kind = KIND_SECTION, .flags = FIELD_RECORDS_MARK,              \
+		AT(struct config_issuance, certificates[i]), .section = certificate_fields,        \
+		.aux = offsetof(struct config_certificate, mark)                                   \
+	}
+static const struct field certificates_fields[] = {
+    CERTIFICATE_FIELD("residence", 0),
+    CERTIFICATE_FIELD("residence-record", 1),
+    CERTIFICATE_FIELD("seal", 2),
+    CERTIFICATE_FIELD("tax-income", 3),
+    CERTIFICATE_FIELD("koseki-full", 4),
+    CERTIFICATE_FIELD("koseki-individual", 5),
+    CERTIFICATE_FIELD("koseki-attachment", 6),
+    {.name = NULL},
+};
+
+static const struct field issuance_fields[] = {
+    {.name = "municipalities",
+     .kind = KIND_LIST,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_issuance, municipalities)},
+    {.name = "municipality_name",
+     .kind = KIND_STRING,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_issuance, municipality_name)},
+    {.name = "mayor_name", .kind = KIND_STRING, AT(struct config_issuance, mayor_name)},
+    {.name = "mayor_seal", .kind = KIND_FILE, AT(struct config_issuance, mayor_seal)},
+    {.name = "seal_impressions", .kind = KIND_PATH, AT(struct config_issuance, seal_impressions)},
+    {.name = "document_key",
+     .kind = KIND_FILE,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_issuance, document_key)},
+    {.name = "subject_key", .kind = KIND_PATH, AT(struct config_issuance, subject_key)},
+    {.name = "card_proof",
+     .kind = KIND_SECTION,
+     .flags = FIELD_REQUIRED,
+     .offset = 0,
+     .section = card_proof_fields},
+    {.name = "deadline",
+     .kind = KIND_DURATION,
+     AT(struct config_issuance, deadline_ms),
+     .min = 100,
+     .max = 10 * MINUTE_MS},
+    {.name = "idempotency_retention",
+     .kind = KIND_DURATION,
+     AT(struct config_issuance, idempotency_retention_ms),
+     .min = MINUTE_MS,
+     .max = 30 * 24 * HOUR_MS},
+    {.name = "audit", .kind = KIND_SECTION, .offset = 0, .section = audit_fields},
+    {.name = "certificates",
+     .kind = KIND_SECTION,
+     .flags = FIELD_REQUIRED,
+     .offset = 0,
+     .section = certificates_fields},
+    {.name = NULL},
+};
+
 static const struct field top_fields[] = {
     {.name = "data_dir", .kind = KIND_PATH, AT(struct config, data_dir)},
     {.name = "listeners",
@@ -257,6 +373,12 @@ static const struct field top_fields[] = {
     {.name = "shutdown", .kind = KIND_SECTION, .offset = 0, .section = shutdown_fields},
     {.name = "plugin_dir", .kind = KIND_PATH, AT(struct config, plugin_dir)},
     {.name = "plugins", .kind = KIND_INSTANCES, .offset = 0, .section = plugin_fields},
+    {.name = "issuance",
+     .kind = KIND_SECTION,
+     .flags = FIELD_SETS_PRESENT,
+     AT(struct config, issuance),
+     .section = issuance_fields,
+     .aux = offsetof(struct config_issuance, enabled)},
     {.name = NULL},
 };
 
@@ -265,7 +387,8 @@ static const struct field top_fields[] = {
 _Static_assert(FITS(limits_fields) && FITS(tls_fields) && FITS(store_fields) &&
 		   FITS(admin_fields) && FITS(metrics_fields) && FITS(listeners_fields) &&
 		   FITS(log_fields) && FITS(shutdown_fields) && FITS(top_fields) &&
-		   FITS(plugin_fields),
+		   FITS(plugin_fields) && FITS(card_proof_fields) && FITS(audit_fields) &&
+		   FITS(certificate_fields) && FITS(certificates_fields) && FITS(issuance_fields),
 	       "a section has more keys than SECTION_KEYS_MAX");
 
 static const char *const level_names[] = {
@@ -682,6 +805,16 @@ static int config_load_scalar(struct loader *ld, const struct field *f, yaml_nod
 		return config_fail_at(ld, value->start_mark,
 				      "%s: expected true or false (or yes/no, on/off), got '%.*s'",
 				      name, config_shown(text), text);
+	case KIND_PROOF_MODE:
+		if (strcmp(text, "required") == 0 || strcmp(text, "center-asserted") == 0) {
+			*(enum config_card_proof_mode *)dst =
+			    text[0] == 'r' ? CONFIG_CARD_PROOF_REQUIRED
+					   : CONFIG_CARD_PROOF_CENTER_ASSERTED;
+			return 0;
+		}
+		return config_fail_at(ld, value->start_mark,
+				      "%s: expected required or center-asserted, got '%.*s'", name,
+				      config_shown(text), text);
 	case KIND_TLS_VERSION:
 		/* Unquoted 1.2 is a float to YAML, but its text is still "1.2". */
 		if (strcmp(text, "1.2") == 0 || strcmp(text, "1.3") == 0) {
@@ -842,6 +975,43 @@ static int config_walk_settings(struct loader *ld, struct config_plugin *p, cons
 	return 0;
 }
 
+/* Reads a list: a sequence of non-empty scalars, or one scalar (a list of one). */
+static int config_walk_list(struct loader *ld, const char *name, yaml_node_t *value,
+			    struct config_list *list)
+{
+	list->given = true;
+	if (config_node_is_null(value))
+		return 0;
+	if (value->type == YAML_MAPPING_NODE)
+		return config_fail_at(
+		    ld, value->start_mark,
+		    "%s: expected a list of values ([a, b] or '- a' lines), got %s", name,
+		    config_node_kind(value));
+	size_t count =
+	    value->type == YAML_SCALAR_NODE
+		? 1
+		: (size_t)(value->data.sequence.items.top - value->data.sequence.items.start);
+	list->items = calloc(count ? count : 1, sizeof *list->items);
+	if (list->items == NULL)
+		return config_fail_at(ld, value->start_mark, "out of memory");
+	for (size_t i = 0; i < count; i++) {
+		yaml_node_t *item = value->type == YAML_SCALAR_NODE
+					? value
+					: config_visit(ld, value->data.sequence.items.start[i]);
+		if (item == NULL)
+			return -1;
+		if (item->type != YAML_SCALAR_NODE || item->data.scalar.length == 0)
+			return config_fail_at(ld, item->start_mark,
+					      "%s: each item must be a single non-empty value",
+					      name);
+		list->items[list->count] = strdup((const char *)item->data.scalar.value);
+		if (list->items[list->count] == NULL)
+			return config_fail_at(ld, item->start_mark, "out of memory");
+		list->count++;
+	}
+	return 0;
+}
+
 /* Reads the value of one known key; key is its key node, name its dotted name. */
 static int config_walk_field(struct loader *ld, const struct field *f, unsigned char *base,
 			     const char *name, yaml_node_t *key, yaml_node_t *value)
@@ -852,6 +1022,8 @@ static int config_walk_field(struct loader *ld, const struct field *f, unsigned 
 		return config_walk_instances(ld, f, (struct config *)base, name, key, value);
 	if (f->kind == KIND_SETTINGS)
 		return config_walk_settings(ld, (struct config_plugin *)base, name, key, value);
+	if (f->kind == KIND_LIST)
+		return config_walk_list(ld, name, value, dst);
 	if (f->kind != KIND_SECTION) {
 		if (value->type != YAML_SCALAR_NODE)
 			return config_fail_at(ld, value->start_mark,
@@ -946,6 +1118,32 @@ static int config_walk_section(struct loader *ld, const struct field *fields, un
 	return 0;
 }
 
+static void config_list_free(struct config_list *list)
+{
+	for (size_t i = 0; i < list->count; i++)
+		free(list->items[i]);
+	free(list->items);
+}
+
+static void config_issuance_free(struct config_issuance *is)
+{
+	config_list_free(&is->municipalities);
+	free(is->municipality_name);
+	free(is->mayor_name);
+	free(is->mayor_seal);
+	free(is->seal_impressions);
+	free(is->document_key);
+	free(is->subject_key);
+	free(is->card_proof.ca);
+	for (size_t i = 0; i < RECORD_CERTIFICATE_TYPE_COUNT; i++) {
+		struct config_certificate *c = &is->certificates[i];
+		free(c->plugin);
+		free(c->opening);
+		free(c->closing);
+		config_list_free(&c->closed);
+	}
+}
+
 /* Frees cfg and everything it owns, whatever its reference count. */
 static void config_free(struct config *cfg)
 {
@@ -970,6 +1168,7 @@ static void config_free(struct config *cfg)
 		free(p->settings);
 	}
 	free(cfg->plugins);
+	config_issuance_free(&cfg->issuance);
 	free(cfg);
 }
 
@@ -1022,6 +1221,16 @@ static struct config *config_new_default(void)
 	cfg->log.level = CONFIG_LOG_INFO;
 	cfg->log.access = true;
 	cfg->drain_timeout_ms = 30 * SECOND_MS;
+	cfg->issuance.card_proof.max_skew_ms = 5 * MINUTE_MS;
+	cfg->issuance.deadline_ms = 10 * SECOND_MS;
+	cfg->issuance.idempotency_retention_ms = 24 * HOUR_MS;
+	cfg->issuance.audit.checkpoint_rows = 1000;
+	cfg->issuance.audit.checkpoint_interval_ms = MINUTE_MS;
+	cfg->issuance.audit.queue_limit = 8192;
+	for (size_t i = 0; i < RECORD_CERTIFICATE_TYPE_COUNT; i++) {
+		cfg->issuance.certificates[i].fee = CONFIG_FEE_DEFAULT;
+		cfg->issuance.certificates[i].max_age_ms = 5 * MINUTE_MS;
+	}
 	return cfg;
 }
 
@@ -1046,6 +1255,81 @@ static int config_fail_yaml(struct loader *ld, const yaml_parser_t *parser)
 		return config_fail_at(ld, parser->problem_mark, "YAML syntax error: %s",
 				      parser->problem ? parser->problem : "unknown error");
 	}
+}
+
+/* Fills err with "file:line:column: " at a mark kept from the walk. */
+__attribute__((format(printf, 3, 4))) static int
+config_fail_mark(struct loader *ld, struct config_mark mark, const char *fmt, ...)
+{
+	int n = snprintf(ld->err->msg, CONFIG_ERROR_MAX, "%s:%d:%d: ", ld->file, mark.line,
+			 mark.column);
+	if (n >= 0 && n < CONFIG_ERROR_MAX) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(ld->err->msg + n, (size_t)(CONFIG_ERROR_MAX - n), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/*
+ * Checks what the issuance section's keys say together: municipality codes, that every routed
+ * plugin instance exists, and each type's hours, closed days and fee (built into is->hours).
+ */
+static int config_check_issuance(struct loader *ld, struct config *cfg)
+{
+	struct config_issuance *is = &cfg->issuance;
+	char err[256];
+	size_t offered = 0;
+
+	for (size_t i = 0; i < is->municipalities.count; i++) {
+		const char *m = is->municipalities.items[i];
+		if (strlen(m) != 6 || strspn(m, "0123456789") != 6)
+			return config_fail(ld->err, ld->file,
+					   "issuance.municipalities: '%.*s' is not a six-digit "
+					   "municipality code (e.g. \"141003\")",
+					   config_shown(m), m);
+	}
+	if (is->municipalities.count == 0)
+		return config_fail(ld->err, ld->file,
+				   "issuance.municipalities: name at least one municipality code");
+	hours_table_init_defaults(&is->hours);
+	for (size_t t = 0; t < RECORD_CERTIFICATE_TYPE_COUNT; t++) {
+		const struct config_certificate *c = &is->certificates[t];
+		const char *type = record_certificate_types[t];
+		if (c->plugin == NULL)
+			continue;
+		offered++;
+		size_t p = 0;
+		while (p < cfg->plugin_count && strcmp(cfg->plugins[p].name, c->plugin) != 0)
+			p++;
+		if (p == cfg->plugin_count)
+			return config_fail_mark(
+			    ld, c->mark,
+			    "issuance.certificates.%s.plugin: no plugin instance "
+			    "'%.*s' under plugins",
+			    type, config_shown(c->plugin), c->plugin);
+		int rc = 0;
+		if (c->always_open) {
+			rc = hours_set_always_open(&is->hours, type, err, sizeof err);
+		} else if (c->opening || c->closing || c->closed.given) {
+			static const char *const default_closed[] = {"12-29..01-03"};
+			rc = hours_set(&is->hours, type, c->opening ? c->opening : "06:30",
+				       c->closing ? c->closing : "23:00",
+				       c->closed.given ? (const char *const *)c->closed.items
+						       : default_closed,
+				       c->closed.given ? c->closed.count : 1, err, sizeof err);
+		}
+		if (rc == 0 && c->fee != CONFIG_FEE_DEFAULT)
+			rc = hours_set_fee(&is->hours, type, (long)c->fee, err, sizeof err);
+		if (rc != 0)
+			return config_fail_mark(ld, c->mark, "issuance.certificates.%s: %s", type,
+						err);
+	}
+	if (offered == 0)
+		return config_fail(ld->err, ld->file,
+				   "issuance.certificates: offer at least one certificate type");
+	return 0;
 }
 
 /* Parses the open file into ld->doc and walks it into cfg.  The caller deletes the document. */
@@ -1102,6 +1386,8 @@ static int config_read(struct loader *ld, FILE *fp, struct config *cfg, bool *ha
 		goto out;
 	}
 	rc = config_walk_section(ld, top_fields, (unsigned char *)cfg, "", root, root->start_mark);
+	if (rc == 0 && cfg->issuance.enabled)
+		rc = config_check_issuance(ld, cfg);
 out:
 	yaml_parser_delete(&parser);
 	return rc;

@@ -19,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hours.h"
+#include "record.h"
+
 #define CONFIG_ERROR_MAX 1024
 
 /* Where a key stood in the file (1-based), kept for errors found after loading. */
@@ -98,6 +101,57 @@ struct config_plugin {
 	size_t setting_count;
 };
 
+/* A YAML sequence of scalars (or one scalar, a list of one). */
+struct config_list {
+	char **items;
+	size_t count;
+	bool given; /* the key was in the file (an empty list is then "none", not "default") */
+};
+
+enum config_card_proof_mode {
+	CONFIG_CARD_PROOF_REQUIRED = 0,	   /* the card's signature must come with every request */
+	CONFIG_CARD_PROOF_CENTER_ASSERTED, /* trust subject.card_serial from the mTLS centre */
+};
+
+/* One certificate type the appliance offers: `issuance.certificates.TYPE`. */
+struct config_certificate {
+	char *plugin;		   /* instance name; NULL: the type is not offered */
+	struct config_mark mark;   /* of the type's key */
+	char *opening, *closing;   /* "HH:MM"; NULL: the defaults 06:30 and 23:00 */
+	bool always_open;	   /* every hour of every day (the demo) */
+	struct config_list closed; /* "MM-DD" or "MM-DD..MM-DD"; not given: 12-29..01-03 */
+	uint32_t fee;		   /* yen per copy; CONFIG_FEE_DEFAULT: hours.h's default */
+	uint64_t max_age_ms;	   /* a record's as_of may be at most this old */
+};
+#define CONFIG_FEE_DEFAULT UINT32_MAX
+
+/* The issuance endpoint (DESIGN §3, §4, §8); absent: the store listener serves no issuances. */
+struct config_issuance {
+	bool enabled;
+	struct config_mark mark;
+	struct config_list municipalities; /* six-digit codes served */
+	char *municipality_name;	   /* printed on documents */
+	char *mayor_name;		   /* NULL: "{municipality_name}長" */
+	char *mayor_seal;		   /* PNG; NULL: a marked placeholder */
+	char *seal_impressions;		   /* directory of seal impression PNGs, or NULL */
+	char *document_key; /* Ed25519 PEM: page codes, bindings, audit checkpoints */
+	char *subject_key;  /* HMAC key of subject digests; NULL: data_dir/subject.key */
+	struct {
+		char *ca; /* PEM bundle the cards chain to */
+		enum config_card_proof_mode mode;
+		uint64_t max_skew_ms;
+	} card_proof;
+	uint64_t deadline_ms;		   /* a whole issuance, from its last body byte */
+	uint64_t idempotency_retention_ms; /* stored 201 answers are replayed this long */
+	struct {
+		uint32_t checkpoint_rows;	 /* a signed checkpoint after this many rows */
+		uint64_t checkpoint_interval_ms; /* ... or this long, whichever comes first */
+		uint32_t queue_limit;		 /* rows waiting for the writer; beyond: 503 */
+	} audit;
+	struct config_certificate certificates[RECORD_CERTIFICATE_TYPE_COUNT];
+	struct hours_table hours; /* built from certificates[] when loading */
+};
+
 struct config {
 	char *path;	/* the file it was loaded from, absolute */
 	char *data_dir; /* absolute */
@@ -112,6 +166,7 @@ struct config {
 	char *plugin_dir;	   /* absolute; plugins load only from here */
 	struct config_plugin *plugins;
 	size_t plugin_count;
+	struct config_issuance issuance;
 	int refs; /* atomic; see config_ref() */
 };
 

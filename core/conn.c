@@ -82,6 +82,14 @@ struct conn {
 	bool lingering;
 	bool closing;
 	bool peer_eof;
+	struct conn_pending *pending; /* the current request's deferred answer, or NULL */
+};
+
+struct conn_pending {
+	struct conn *conn; /* NULL once the connection closed */
+	const char *route; /* for the access log */
+	conn_gone_fn gone;
+	void *arg;
 };
 
 /* A queued write and the bytes it owns. */
@@ -325,6 +333,13 @@ static void conn_close(struct conn *c)
 		c->next->prev = c->prev;
 	l->connections--;
 	metrics_add(l->m_open, -1);
+	if (c->pending != NULL) {
+		struct conn_pending *p = c->pending;
+		c->pending = NULL;
+		p->conn = NULL;
+		if (p->gone != NULL)
+			p->gone(p->arg);
+	}
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
 	uv_close(&c->h.handle, conn_handle_closed);
@@ -455,6 +470,10 @@ static void conn_dispatch(struct conn *c, struct http_request *req)
 	if (found != NULL) {
 		resp.route = found->path;
 		found->handler(c, req, &resp);
+		if (c->pending != NULL) { /* answered later through conn_answer() */
+			http_response_free(&resp);
+			return;
+		}
 	} else if (path_known) {
 		for (size_t i = 0; i < l->route_count; i++) {
 			if (strcmp(l->routes[i].path, req->path) == 0) {
@@ -471,6 +490,41 @@ static void conn_dispatch(struct conn *c, struct http_request *req)
 	}
 	conn_send_answer(c, &resp);
 	http_response_free(&resp);
+}
+
+struct conn_pending *conn_defer(struct conn *c, const char *route, conn_gone_fn gone, void *arg)
+{
+	if (c->pending != NULL || !c->busy)
+		abort(); /* one deferred answer per request, only inside its handler */
+	struct conn_pending *p = malloc(sizeof *p);
+	if (p == NULL)
+		return NULL;
+	*p = (struct conn_pending){.conn = c, .route = route, .gone = gone, .arg = arg};
+	c->pending = p;
+	return p;
+}
+
+void conn_answer(struct conn_pending *p, struct http_response *resp)
+{
+	struct conn *c = p->conn;
+	const char *route = p->route;
+	free(p);
+	if (c == NULL)
+		return;
+	c->pending = NULL;
+	if (resp == NULL) {
+		/* Released without an answer: the request cannot be answered any more. */
+		conn_close(c);
+		return;
+	}
+	if (resp->route == NULL)
+		resp->route = route;
+	conn_send_answer(c, resp);
+}
+
+bool conn_pending_alive(const struct conn_pending *p)
+{
+	return p->conn != NULL;
 }
 
 /* Answers a request that could not be parsed (or broke a limit) and closes. */

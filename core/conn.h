@@ -90,4 +90,26 @@ void listener_close_all(struct listener *l);
 /* The listener a connection came in on (handlers use it to reach the server). */
 struct listener *conn_listener(const struct conn *c);
 
+/*
+ * Deferred answers.  A handler that needs work off the loop (an issuance) calls conn_defer()
+ * and returns without filling its response; the connection then waits (it parses nothing more)
+ * until conn_answer() is called with the answer, on the loop thread.  Every conn_defer() is
+ * matched by exactly one conn_answer(): with the response to send, or NULL to only release the
+ * handle.  When the connection closes first (client gone, drain timeout), gone(arg) is called
+ * once, on the loop thread, and a later conn_answer() sends nothing; the caller decides what
+ * a vanished client means for its work.  The request's memory (body included) belongs to the
+ * connection: copy what the work needs before returning from the handler.
+ */
+struct conn_pending;
+typedef void (*conn_gone_fn)(void *arg);
+
+/* Defers the current request's answer; NULL when out of memory (answer synchronously then). */
+struct conn_pending *conn_defer(struct conn *c, const char *route, conn_gone_fn gone, void *arg);
+
+/* Sends resp (unless the connection is gone) and frees p.  resp may be NULL. */
+void conn_answer(struct conn_pending *p, struct http_response *resp);
+
+/* True while the connection of p is still open. */
+bool conn_pending_alive(const struct conn_pending *p);
+
 #endif

@@ -53,7 +53,8 @@ static void write_file(const char *path, const char *text)
 
 static int setup(void **state)
 {
-	static const char *const files[] = {"server.pem", "server.key", "store-ca.pem"};
+	static const char *const files[] = {"server.pem", "server.key", "store-ca.pem",
+					    "document.key", "card-ca.pem"};
 	const char *tmp = getenv("TMPDIR");
 	char templ[PATH_MAX], path[PATH_MAX + 32];
 	struct fixture *fx = calloc(1, sizeof *fx);
@@ -370,7 +371,69 @@ static void shipped_example_loads_with_file_checks_skipped(void **state)
 	assert_true(cfg->metrics.enabled);
 	assert_int_equal(cfg->metrics.port, 9464);
 	assert_int_equal(cfg->drain_timeout_ms, 30000);
+	assert_true(cfg->issuance.enabled);
+	assert_string_equal(cfg->issuance.certificates[2].plugin, "registry");
+	assert_int_equal(cfg->issuance.certificates[2].max_age_ms, 60000);
+	assert_int_equal(hours_fee(&cfg->issuance.hours, 4), 350);
 	config_unref(cfg);
+}
+
+/* The listeners, two plugin instances and an issuance section; ISSUANCE_TAIL follows. */
+#define ISSUANCE_HEAD                                                                              \
+	MINIMAL_LISTENERS "plugins:\n"                                                             \
+			  "  registry: {file: sqlite-registry.so}\n"                               \
+			  "  vendor: {file: fujitsu-like.so}\n"                                    \
+			  "issuance:\n"                                                            \
+			  "  municipalities: [\"141003\", \"141011\"]\n"                           \
+			  "  municipality_name: 横浜市中区\n"                                 \
+			  "  document_key: pki/document.key\n"                                     \
+			  "  card_proof: {ca: pki/card-ca.pem}\n"
+
+static void issuance_section_sets_routes_hours_and_fees(void **state)
+{
+	struct config *cfg = load_ok(
+	    *state, ISSUANCE_HEAD "  certificates:\n"
+				  "    residence: {plugin: registry, opening: \"08:30\", "
+				  "closing: \"20:00\", closed: [\"05-03\"], fee: 300}\n"
+				  "    seal: {plugin: vendor, always_open: true, max_age: 60s}\n");
+	const struct config_issuance *is = &cfg->issuance;
+	assert_true(is->enabled);
+	assert_int_equal(is->municipalities.count, 2);
+	assert_string_equal(is->municipalities.items[1], "141011");
+	assert_int_equal(is->card_proof.mode, CONFIG_CARD_PROOF_REQUIRED);
+	assert_int_equal(is->card_proof.max_skew_ms, 300000);
+	assert_int_equal(is->deadline_ms, 10000);
+	assert_string_equal(is->certificates[0].plugin, "registry");
+	assert_string_equal(is->certificates[2].plugin, "vendor");
+	assert_null(is->certificates[1].plugin); /* residence-record is not offered */
+	assert_int_equal(is->certificates[2].max_age_ms, 60000);
+	assert_int_equal(is->certificates[0].max_age_ms, 300000);
+	assert_int_equal(hours_fee(&is->hours, 0), 300);
+	/* 2026-05-03 is closed for residence (its own list replaces the default), 2026-12-30
+	 * is open; 08:29 Tokyo closed, 08:30 open.  Seal: always open. */
+	assert_false(hours_is_open(&is->hours, 0, 1777777800)); /* 2026-05-03 12:10 JST */
+	assert_true(hours_is_open(&is->hours, 0, 1798598400));	/* 2026-12-30 11:40 JST */
+	assert_false(hours_is_open(&is->hours, 0, 1795735740)); /* 2026-11-27 08:29 JST */
+	assert_true(hours_is_open(&is->hours, 0, 1795735800));	/* 2026-11-27 08:30 JST */
+	assert_true(hours_is_open(&is->hours, 2, 1798729200));	/* 2027-01-01 00:00 JST */
+	config_unref(cfg);
+}
+
+static void issuance_section_errors_name_the_place(void **state)
+{
+	/* ISSUANCE_HEAD is 18 lines; the certificates key is line 19. */
+	expect_error(*state, ISSUANCE_HEAD "  certificates:\n    residence: {plugin: nobody}\n", 20,
+		     5, "no plugin instance 'nobody'");
+	expect_error(*state,
+		     ISSUANCE_HEAD "  certificates:\n    residence: {plugin: registry, "
+				   "opening: \"25:00\"}\n",
+		     20, 5, "issuance.certificates.residence: opening");
+	expect_error(*state, ISSUANCE_HEAD "  certificates:\n    passport: {plugin: registry}\n",
+		     20, 5, "unknown key 'passport' in issuance.certificates");
+	expect_error(*state,
+		     ISSUANCE_HEAD "  certificates:\n    residence: {plugin: registry}\n"
+				   "  deadline: 1h\n",
+		     21, 13, "issuance.deadline");
 }
 
 static void existing_group_is_accepted(void **state)
@@ -901,6 +964,8 @@ int main(void)
 	    TEST(empty_optional_sections_keep_defaults),
 	    TEST(relative_paths_resolve_against_config_directory),
 	    TEST(shipped_example_loads_with_file_checks_skipped),
+	    TEST(issuance_section_sets_routes_hours_and_fees),
+	    TEST(issuance_section_errors_name_the_place),
 	    TEST(existing_group_is_accepted),
 	    TEST(references_keep_config_alive_until_last_unref),
 	    TEST(duration_parser_reads_units_and_bare_seconds),

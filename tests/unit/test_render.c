@@ -350,7 +350,7 @@ static void render_ok(mdg_record *r, unsigned *pages)
 	char err[256];
 	struct render_meta meta = {
 	    .issuance_id = "141003-20261127-000123",
-	    .issued_at = 1795741200, /* 2026-11-27T00:00:00Z */
+	    .issued_at = 1795741200, /* 2026-11-27 10:00 JST */
 	    .municipality_name = "横浜市中区",
 	};
 	struct render_output out;
