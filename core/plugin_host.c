@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <glib.h>
 #include <openssl/rand.h>
 
 #include "log.h"
@@ -124,6 +125,10 @@ struct plugin_host {
 	uint32_t work_pending; /* blocking fetches queued or running on the thread pool */
 	int shutting_down;     /* plugin_host_shutdown() was called: no new fetches */
 	int finished;	       /* every fini() has run */
+	/* The version fence: resident code -> highest version a change notification announced,
+	 * raised from any thread, read on the loop (plugin_host_version_floor()). */
+	pthread_mutex_t fence_lock;
+	GHashTable *fence;
 };
 
 /* --- host services: logging, config ------------------------------------------------------ */
@@ -367,13 +372,36 @@ static void host_counter_add(mdg_counter *counter, uint64_t n)
 		metrics_add((metric_value *)counter, (int64_t)n);
 }
 
+/*
+ * A backend announces that resident_code's data changed to version: from now on a record of
+ * that resident below version is refused (DATA_NOT_CURRENT, incident I3), from any plugin,
+ * since versions are the resident's (docs/records.md).  The floor only rises.
+ */
 static void host_notify_change(mdg_plugin_ctx *ctx, const char *resident_code, uint64_t version)
 {
-	/* The version fence itself arrives with the issuance pipeline; counting now shows that
-	 * a backend sends notifications. */
-	(void)resident_code;
-	(void)version;
+	struct plugin_host *h = ctx->host;
 	metrics_inc(ctx->inst->m_changes);
+	if (resident_code == NULL || resident_code[0] == '\0' || strlen(resident_code) > 64)
+		return;
+	pthread_mutex_lock(&h->fence_lock);
+	uint64_t *floor = g_hash_table_lookup(h->fence, resident_code);
+	if (floor == NULL) {
+		floor = g_new(uint64_t, 1);
+		*floor = version;
+		g_hash_table_insert(h->fence, g_strdup(resident_code), floor);
+	} else if (version > *floor) {
+		*floor = version;
+	}
+	pthread_mutex_unlock(&h->fence_lock);
+}
+
+uint64_t plugin_host_version_floor(struct plugin_host *h, const char *resident_code)
+{
+	pthread_mutex_lock(&h->fence_lock);
+	const uint64_t *floor = g_hash_table_lookup(h->fence, resident_code);
+	uint64_t v = floor ? *floor : 0;
+	pthread_mutex_unlock(&h->fence_lock);
+	return v;
 }
 
 /* --- fetch table ------------------------------------------------------------------------- */
@@ -926,8 +954,11 @@ int plugin_host_load(struct plugin_host **out, const struct config *cfg, uv_loop
 	h->table = host_table_template;
 	h->queue_tail = &h->queue;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->fence_lock, NULL);
+	h->fence = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	if (uv_async_init(loop, &h->wakeup, host_drain_completions) != 0) {
 		snprintf(msg, msg_size, "cannot create the plugin completion queue");
+		g_hash_table_destroy(h->fence);
 		config_unref(h->cfg);
 		free(h);
 		return -1;
@@ -1029,6 +1060,8 @@ void plugin_host_unload(struct plugin_host *h)
 	free(h->slots);
 	free(h->free_slots);
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->fence_lock);
+	g_hash_table_destroy(h->fence);
 	config_unref(h->cfg);
 	free(h);
 }

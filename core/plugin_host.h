@@ -69,6 +69,13 @@ int plugin_fetch(struct plugin_instance *inst, const char *certificate, const ch
 		 const char *resident_code, uint32_t options, uint64_t timeout_ms,
 		 plugin_fetch_cb cb, void *arg, struct plugin_fetch **handle);
 
+/*
+ * The version floor of resident_code: the highest version any plugin announced through
+ * notify_change (0 when none).  A record below it is not current.  Loop thread (the floor may
+ * rise concurrently from any thread; the value returned was true at some moment of the call).
+ */
+uint64_t plugin_host_version_floor(struct plugin_host *host, const char *resident_code);
+
 /* The requester is gone: forget the ticket (the plugin is told to cancel); the callback will
  * not run. */
 void plugin_fetch_abandon(struct plugin_fetch *fetch);

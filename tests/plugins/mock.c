@@ -4,7 +4,8 @@
  * Its config key `mode` chooses what a fetch does: "ok" completes at once, "delay" after
  * delay_ms, "never" never, "late" after delay_ms even if cancelled (a late completion),
  * "error" refuses to start, "invalid" completes with a record whose status is unknown,
- * "foreign" completes with a fabricated ticket (a result for a request that does not exist).
+ * "foreign" completes with a fabricated ticket (a result for a request that does not exist),
+ * "notify" announces versions 7 and then 5 of the resident before completing (version 3).
  * Built several times with a -D that breaks one thing, for the loader's refusals.
  */
 #include <stdlib.h>
@@ -50,15 +51,16 @@ static int mock_init(const mdg_host *host, mdg_plugin_ctx *ctx, void **instance)
 		free(m);
 		return MDG_ERR_INVALID;
 	}
-	const char *modes[] = {"ok", "delay", "never", "late", "error", "invalid", "foreign", NULL};
+	const char *modes[] = {"ok",	  "delay",   "never",  "late", "error",
+			       "invalid", "foreign", "notify", NULL};
 	int known = 0;
 	for (int i = 0; modes[i] != NULL; i++)
 		known |= strcmp(modes[i], m->mode) == 0;
 	if (!known) {
 		free(m);
 		return host->config_error(ctx, "mode",
-					  "expected ok, delay, never, late, error, invalid or "
-					  "foreign");
+					  "expected ok, delay, never, late, error, invalid, "
+					  "foreign or notify");
 	}
 	m->cancels = host->counter(ctx, "mock_cancels", "Fetches the host cancelled.", "");
 	m->fetches = host->counter(ctx, "mock_fetches", "Fetches started.", "");
@@ -76,6 +78,10 @@ static void mock_complete(struct mock *m, mdg_ticket ticket, const char *certifi
 {
 	const mdg_host *h = m->host;
 	int invalid = strcmp(m->mode, "invalid") == 0;
+	if (strcmp(m->mode, "notify") == 0) {
+		h->notify_change(m->ctx, resident_code, 7);
+		h->notify_change(m->ctx, resident_code, 5); /* lower: must not lower the floor */
+	}
 	mdg_record *r = h->record_new(m->ctx, certificate, resident_code, 3,
 				      invalid ? "alive-and-well" : "active", 1795737600);
 	h->record_set(r, "name", "見本 太郎");

@@ -249,6 +249,21 @@ static void a_completed_fetch_reaches_its_requester_once(void **state)
 	assert_int_equal(metric("madoguchi_plugin_fetches_total{plugin=\"m\",result=\"ok\"} "), 1);
 }
 
+static void change_notifications_raise_the_version_floor_only(void **state)
+{
+	struct hf_fixture *fx = *state;
+	struct plugin_instance *m = load_mock(fx, "notify", 1000, 8);
+	struct outcome o = {0};
+	assert_int_equal(plugin_host_version_floor(fx->host, "12345678901"), 0);
+	assert_int_equal(plugin_fetch(m, "residence", "141003", "12345678901", 0, 1000,
+				      record_outcome, &o, NULL),
+			 MDG_OK);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o.status, MDG_OK);
+	assert_int_equal(plugin_host_version_floor(fx->host, "12345678901"), 7);
+	assert_int_equal(plugin_host_version_floor(fx->host, "10000000000"), 0);
+}
+
 static void concurrent_fetches_each_get_their_own_record(void **state)
 {
 	struct hf_fixture *fx = *state;
@@ -433,6 +448,8 @@ int main(void)
 		one_file_loads_as_several_instances_with_their_own_configs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_completed_fetch_reaches_its_requester_once, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(change_notifications_raise_the_version_floor_only,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(concurrent_fetches_each_get_their_own_record, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(a_fetch_past_its_deadline_times_out_and_is_cancelled,
