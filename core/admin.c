@@ -59,11 +59,21 @@ static json_t *admin_plugins_json(struct server *s)
 		json_t *certs = json_array();
 		for (size_t c = 0; d->certificates[c] != NULL; c++)
 			json_array_append_new(certs, json_string(d->certificates[c]));
-		json_array_append_new(
-		    list, json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:i}", "name",
-				    plugin_instance_name(inst), "plugin", d->name, "version",
-				    d->version, "vendor", d->vendor, "certificates", certs, "state",
-				    "serving", "in_flight", (int)plugin_instance_in_flight(inst)));
+		struct gate_verdict v;
+		struct gate *gate = issuance_gate(s->issuance);
+		bool suspended = gate != NULL && gate_check(gate, plugin_instance_name(inst),
+							    d->version, "*", "*", false, &v);
+		json_t *entry = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:i}", "name",
+					  plugin_instance_name(inst), "plugin", d->name, "version",
+					  d->version, "vendor", d->vendor, "certificates", certs,
+					  "state", suspended ? "suspended" : "serving", "in_flight",
+					  (int)plugin_instance_in_flight(inst));
+		if (suspended)
+			json_object_set_new(entry, "suspension",
+					    json_pack("{s:s, s:s}", "source",
+						      gate_source_name(v.source), "reason",
+						      v.reason));
+		json_array_append_new(list, entry);
 	}
 	return list;
 }
@@ -116,16 +126,35 @@ static void handle_metrics(struct conn *c, const struct http_request *req,
 	free(text);
 }
 
+static void handle_issuances(struct conn *c, const struct http_request *req,
+			     struct http_response *resp)
+{
+	issuance_handle(admin_server(c)->issuance, c, req, resp);
+}
+
+static void handle_keys(struct conn *c, const struct http_request *req, struct http_response *resp)
+{
+	(void)req;
+	issuance_keys(admin_server(c)->issuance, resp);
+}
+
+static void handle_linkage(struct conn *c, const struct http_request *req,
+			   struct http_response *resp)
+{
+	issuance_linkage_import(admin_server(c)->issuance, c, req, resp);
+}
+
 const struct route admin_store_routes[] = {
     {HTTP_GET, "/healthz", handle_healthz},
+    {HTTP_POST, "/v1/issuances", handle_issuances},
+    {HTTP_GET, "/v1/keys", handle_keys},
 };
 const size_t admin_store_route_count = sizeof admin_store_routes / sizeof admin_store_routes[0];
 
 const struct route admin_admin_routes[] = {
-    {HTTP_GET, "/v1/status", handle_status},
-    {HTTP_GET, "/metrics", handle_metrics},
-    {HTTP_GET, "/healthz", handle_healthz},
-    {HTTP_GET, "/readyz", handle_readyz},
+    {HTTP_GET, "/v1/status", handle_status}, {HTTP_GET, "/metrics", handle_metrics},
+    {HTTP_GET, "/healthz", handle_healthz},  {HTTP_GET, "/readyz", handle_readyz},
+    {HTTP_GET, "/v1/keys", handle_keys},     {HTTP_POST, "/v1/linkage", handle_linkage},
 };
 const size_t admin_admin_route_count = sizeof admin_admin_routes / sizeof admin_admin_routes[0];
 

@@ -17,7 +17,6 @@
 
 #include "doccode.h"
 
-#define DOCCODE_SIG_LEN	    64
 #define DOCCODE_SIG_B64_LEN 86 /* ceil(64 * 8 / 6), no padding */
 
 struct doc_signer {
@@ -331,6 +330,17 @@ static int doccode_sig_decode(const char *s, unsigned char sig[DOCCODE_SIG_LEN])
 	return strcmp(again, s) == 0 ? 0 : -1;
 }
 
+int doc_signer_sign(const struct doc_signer *signer, const void *msg, size_t len,
+		    unsigned char sig[DOCCODE_SIG_LEN])
+{
+	size_t sig_len = DOCCODE_SIG_LEN;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, NULL, NULL, signer->key) == 1 &&
+		 EVP_DigestSign(ctx, sig, &sig_len, msg, len) == 1 && sig_len == DOCCODE_SIG_LEN;
+	EVP_MD_CTX_free(ctx);
+	return ok ? DOCCODE_OK : DOCCODE_ERROR;
+}
+
 int doccode_make(const struct doc_signer *signer, const char *issuance_id, unsigned page,
 		 unsigned pages, const char *digest, char *out, size_t out_size, char *err,
 		 size_t err_size)
@@ -352,12 +362,8 @@ int doccode_make(const struct doc_signer *signer, const char *issuance_id, unsig
 		return doccode_fail(err, err_size, DOCCODE_ERROR,
 				    "the digest must be 16 lower-case hex characters", NULL);
 	int n = doccode_signed_text(text, sizeof text, issuance_id, page, pages, digest);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int ok = n > 0 && ctx != NULL &&
-		 EVP_DigestSignInit(ctx, NULL, NULL, NULL, signer->key) == 1 &&
-		 EVP_DigestSign(ctx, sig, &sig_len, (const unsigned char *)text, (size_t)n) == 1 &&
-		 sig_len == DOCCODE_SIG_LEN;
-	EVP_MD_CTX_free(ctx);
+	int ok = n > 0 && doc_signer_sign(signer, text, (size_t)n, sig) == DOCCODE_OK;
+	(void)sig_len;
 	if (!ok)
 		return doccode_fail(err, err_size, DOCCODE_ERROR, "cannot sign the page code",
 				    doccode_ssl_reason(why, sizeof why));

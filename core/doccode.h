@@ -32,6 +32,7 @@
 #define DOCCODE_ISSUANCE_MAX 64	 /* characters of an issuance id: [A-Za-z0-9._-] */
 #define DOCCODE_PAGES_MAX    999 /* a document has at most this many pages */
 #define DOCCODE_TEXT_MAX     256 /* buffer size that holds any code with its NUL */
+#define DOCCODE_SIG_LEN	     64	 /* bytes of an Ed25519 signature */
 
 enum doccode_status {
 	DOCCODE_OK = 0,
@@ -63,6 +64,9 @@ int doc_signer_generate(struct doc_signer **out, char *err, size_t err_size);
 void doc_signer_free(struct doc_signer *signer);
 /* The key id (16 lower-case hex); lives as long as signer. */
 const char *doc_signer_key_id(const struct doc_signer *signer);
+/* Signs len bytes of msg with Ed25519 into sig.  DOCCODE_OK or DOCCODE_ERROR.  Any thread. */
+int doc_signer_sign(const struct doc_signer *signer, const void *msg, size_t len,
+		    unsigned char sig[DOCCODE_SIG_LEN]);
 /* The public key as PEM SPKI text; the caller frees it.  NULL on out-of-memory. */
 char *doc_signer_public_pem(const struct doc_signer *signer);
 

@@ -369,14 +369,27 @@ int http_response_body(struct http_response *r, int status, const char *content_
 int http_response_problem(struct http_response *r, int status, const char *code, const char *title,
 			  const char *detail, const char *request_id)
 {
+	return http_response_problem_ext(r, status, code, title, detail, request_id, NULL);
+}
+
+int http_response_problem_ext(struct http_response *r, int status, const char *code,
+			      const char *title, const char *detail, const char *request_id,
+			      json_t *extra)
+{
 	json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank", "title", title,
 			      "status", status, "code", code);
-	if (p == NULL)
+	if (p == NULL) {
+		json_decref(extra);
 		return -1;
+	}
 	if (detail != NULL)
 		json_object_set_new(p, "detail", json_string(detail));
 	if (request_id != NULL)
 		json_object_set_new(p, "request_id", json_string(request_id));
+	if (extra != NULL) {
+		json_object_update(p, extra);
+		json_decref(extra);
+	}
 	char *text = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(p);
 	if (text == NULL)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include <http_parser.h>
+#include <jansson.h>
 
 #include "config.h"
 
@@ -139,6 +140,12 @@ int http_response_problem(struct http_response *r, int status, const char *code,
 			  const char *detail, const char *request_id);
 
 /* The standard reason phrase of a status ("Not Found"), or "Unknown". */
+/* As http_response_problem(), with extra members (a JSON object, reference stolen; may be NULL),
+ * e.g. the suspension of a 503 SERVICE_SUSPENDED. */
+int http_response_problem_ext(struct http_response *r, int status, const char *code,
+			      const char *title, const char *detail, const char *request_id,
+			      json_t *extra);
+
 const char *http_status_reason(int status);
 
 /*

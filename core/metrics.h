@@ -15,7 +15,10 @@
 enum metric_type {
 	METRIC_COUNTER,
 	METRIC_GAUGE,
+	METRIC_HISTOGRAM, /* series made with metrics_histogram() only */
 };
+
+#define METRICS_BUCKETS_MAX 16
 
 struct metric_family;
 
@@ -55,6 +58,17 @@ static inline int64_t metrics_get(const metric_value *v)
 {
 	return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
+
+/*
+ * One histogram series of family f (METRIC_HISTOGRAM) with the given labels and upper bounds
+ * (ascending, at most METRICS_BUCKETS_MAX; +Inf is implied), created on first use like
+ * metrics_series().  Rendered as _bucket (cumulative), _sum and _count.  Thread-safe.
+ */
+struct metric_histogram;
+struct metric_histogram *metrics_histogram(struct metric_family *f, const char *labels,
+					   const double *bounds, size_t bound_count);
+/* Counts one observation of v (for durations: seconds).  Atomic, any thread. */
+void metrics_observe(struct metric_histogram *h, double v);
 
 /* Renders every family in registration order.  Returns a malloc'd string (caller frees) and
  * its length in *len, or NULL when out of memory. */

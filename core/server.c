@@ -46,6 +46,7 @@ static void server_close_handle(uv_handle_t *h)
 /* The last step of a drain: close the remaining long-lived handles so uv_run() returns. */
 static void server_finish(struct server *s)
 {
+	issuance_service_shutdown(s->issuance);
 	plugin_host_shutdown(s->plugins);
 	log_event(LOG_INFO, "stopped", NULL);
 	log_flush();
@@ -200,6 +201,9 @@ int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *ms
 
 	if (plugin_host_load(&s->plugins, cfg, loop, msg, msg_size) != 0)
 		goto fail;
+	if (cfg->issuance.enabled &&
+	    issuance_service_open(loop, cfg, s->plugins, &s->issuance, msg, msg_size) != 0)
+		goto fail;
 	s->store.ssl_ctx = tls_server_context(cfg, msg, msg_size);
 	if (s->store.ssl_ctx == NULL)
 		goto fail;
@@ -242,6 +246,13 @@ fail:
 
 void server_free(struct server *s)
 {
+	if (s->issuance != NULL) {
+		/* After a drain this is done; after a failed start it closes what opened. */
+		issuance_service_shutdown(s->issuance);
+		uv_run(s->loop, UV_RUN_NOWAIT);
+		issuance_service_free(s->issuance);
+		s->issuance = NULL;
+	}
 	plugin_host_unload(s->plugins);
 	s->plugins = NULL;
 	SSL_CTX_free(s->store.ssl_ctx);

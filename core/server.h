@@ -14,12 +14,14 @@
 
 #include "config.h"
 #include "conn.h"
+#include "issuance.h"
 #include "plugin_host.h"
 
 struct server {
 	uv_loop_t *loop;
-	struct config *cfg;	     /* current; replaced by a successful reload */
-	struct plugin_host *plugins; /* loaded at start from the config of that time */
+	struct config *cfg;		   /* current; replaced by a successful reload */
+	struct plugin_host *plugins;	   /* loaded at start from the config of that time */
+	struct issuance_service *issuance; /* NULL without an issuance section */
 	struct listener store;
 	struct listener admin;
 	struct listener metrics;

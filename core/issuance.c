@@ -1,0 +1,1252 @@
+/*
+ * issuance.c: the issuance pipeline (contract in issuance.h; steps as DESIGN §3).
+ *
+ * An issuance moves forward through callbacks on the loop thread:
+ *
+ *   issuance_handle()   steps 3 (schema), municipality and type checks; defers the answer
+ *   proof_work()        pool: step 4 (card proof), body digest, step 5 lookup (idempotency)
+ *   proof_done()        steps 4-5 decisions, 6 (hours), 7 (route, gate), 8 (linkage),
+ *                       9-10 (admission and fetch under the remaining deadline)
+ *   fetch_done()        step 11 (verify_record), integrity fault -> auto suspension
+ *   render_work()       pool: step 12 (PDF, digest, binding signature, the 201 body)
+ *   render_done()       step 13 (gate again), step 14 (audit with the stored answer)
+ *   audit_done()        step 15: the answer, only once its row is durable
+ *
+ * Invariants.  An issuance reaches exactly one conclusion (is_conclude()): an answer chosen
+ * by the pipeline, the deadline, or the client going away; every later callback only releases
+ * what it carried.  From step 7 on, every conclusion is an audit row and the answer waits for
+ * its commit; a document is never answered unless its row committed (DESIGN §10).  The
+ * whole-issuance deadline ends the issuance as a whole: the fetch is abandoned (its late
+ * completion is dropped by ticket in plugin_host.c) and work still on the pool is discarded
+ * when it returns.  The issuance is freed in is_maybe_free() once nothing refers to it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "audit.h"
+#include "cardproof.h"
+#include "doccode.h"
+#include "hours.h"
+#include "issuance.h"
+#include "issuance_req.h"
+#include "log.h"
+#include "metrics.h"
+#include "record.h"
+#include "render.h"
+#include "verify.h"
+
+#define SUBJECT_KEY_LEN 32
+#define HEX_SHA256	64
+
+/* The answers of DESIGN §4, plus the outcomes only the audit and metrics see. */
+struct outcome {
+	const char *code;
+	int status;
+	const char *title;
+};
+static const struct outcome outcomes[] = {
+    {"ISSUED", 201, "Created"},
+    {"INVALID_REQUEST", 400, "Invalid request"},
+    {"UNSUPPORTED_CERTIFICATE", 400, "Certificate type not offered"},
+    {"MUNICIPALITY_NOT_SERVED", 400, "Municipality not served"},
+    {"CARD_PROOF_INVALID", 401, "Card proof invalid"},
+    {"OUTSIDE_SERVICE_HOURS", 403, "Outside service hours"},
+    {"NO_RECORD", 404, "No record"},
+    {"REQUEST_ID_CONFLICT", 409, "Request id conflict"},
+    {"RECORD_NOT_ISSUABLE", 422, "Record not issuable"},
+    {"INTEGRITY_FAULT", 500, "Integrity fault"},
+    {"INTERNAL_ERROR", 500, "Internal error"},
+    {"BACKEND_ERROR", 502, "Backend error"},
+    {"SERVICE_SUSPENDED", 503, "Service suspended"},
+    {"DATA_NOT_CURRENT", 503, "Data not current"},
+    {"OVERLOADED", 503, "Overloaded"},
+    {"AUDIT_UNAVAILABLE", 503, "Audit unavailable"},
+    {"BACKEND_TIMEOUT", 504, "Backend timeout"},
+    {"REPLAYED", 201, "Created"},	   /* a stored answer sent again (step 5) */
+    {"CLIENT_GONE", 499, "Client closed"}, /* the connection closed before the answer */
+};
+#define OUTCOME_COUNT (sizeof outcomes / sizeof outcomes[0])
+
+static size_t outcome_index(const char *code)
+{
+	for (size_t i = 0; i < OUTCOME_COUNT; i++)
+		if (strcmp(outcomes[i].code, code) == 0)
+			return i;
+	return 10; /* INTERNAL_ERROR: never reached with our own codes */
+}
+
+struct issuance;
+
+struct issuance_service {
+	uv_loop_t *loop;
+	struct config *cfg;
+	const struct config_issuance *conf;
+	struct plugin_host *plugins;
+	struct cardproof_ctx *cards;
+	struct doc_signer *signer;
+	struct linkage *linkage;
+	struct gate *gate;
+	struct audit *audit;
+	unsigned char subject_key[SUBJECT_KEY_LEN];
+	char *keys_json; /* the answer of GET /v1/keys */
+	uint64_t next_serial;
+	struct issuance *live; /* every issuance not yet freed */
+	bool closing;
+	/* Metrics: per type, plugin route and outcome, created on first use. */
+	struct metric_family *m_issuances;
+	metric_value *m_count[RECORD_CERTIFICATE_TYPE_COUNT][OUTCOME_COUNT];
+	struct metric_histogram *m_latency[RECORD_CERTIFICATE_TYPE_COUNT];
+	metric_value *m_integrity_faults;
+	metric_value *m_in_flight;
+	metric_value *m_audit_rows, *m_audit_batches, *m_audit_failed, *m_audit_commit_us;
+	metric_value *m_audit_avg_batch_milli, *m_linkage_cards;
+	uv_timer_t metrics_timer;
+};
+
+enum issuance_work { WORK_NONE, WORK_PROOF, WORK_RENDER };
+
+struct issuance {
+	struct issuance_service *svc;
+	struct issuance *prev, *next;
+	struct conn_pending *pending; /* NULL once answered or the client left */
+	char http_id[33];
+	uint64_t started_ns;
+
+	/* The request, copied: the connection's memory may go while work runs. */
+	char *body;
+	size_t body_len;
+	char *card_cert, *card_sig; /* header values, or NULL */
+	struct issuance_req req;
+	bool have_req;
+	const struct config_certificate *cert;
+
+	/* Step 4-5 results (written by proof_work, read after on the loop). */
+	int proof_status;
+	char proof_reason[160];
+	char card_serial[CARDPROOF_SERIAL_MAX + 1];
+	char body_sha256[HEX_SHA256 + 1];
+	char card_digest[HEX_SHA256 + 1];
+	int stored_status;
+	struct audit_response stored;
+
+	/* Steps 7-11. */
+	struct plugin_instance *plugin;
+	const char *plugin_name, *plugin_version;
+	bool routed; /* past step 7: every conclusion is an audit row */
+	char resident_code[LINKAGE_CODE_MAX + 1];
+	char subject_digest[HEX_SHA256 + 1];
+	struct plugin_fetch *fetch;
+	mdg_record *record;
+
+	/* Step 12 results (render_work). */
+	char issuance_id[DOCCODE_ISSUANCE_MAX + 1];
+	time_t issued_at;
+	int render_status;
+	char render_reason[160];
+	struct render_output doc;
+	char doc_sha256[HEX_SHA256 + 1];
+	char *answer; /* the 201 body */
+	size_t answer_len;
+
+	/* Lifecycle. */
+	uv_timer_t deadline;
+	bool timer_closing, timer_closed;
+	uv_work_t work;
+	enum issuance_work work_kind;
+	bool work_busy;
+	bool audit_busy;
+	bool concluded;
+	/* The answer chosen for after the audit commit. */
+	size_t outcome;
+	char detail[200];
+	json_t *extra;
+};
+
+static void is_maybe_free(struct issuance *is);
+static void is_fail(struct issuance *is, const char *code, const char *detail, json_t *extra);
+
+/* ------------------------------------------------------------------------------ helpers */
+
+static void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static void sha256_hex(const void *data, size_t len, char out[HEX_SHA256 + 1])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	SHA256(data, len, md);
+	hex_encode(md, sizeof md, out);
+}
+
+/* Standard base64 with padding, no line breaks (EVP_EncodeBlock); malloc'd, NULL on OOM. */
+static char *base64_encode(const unsigned char *in, size_t len)
+{
+	char *out = malloc(4 * ((len + 2) / 3) + 1);
+	if (out != NULL)
+		EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+	return out;
+}
+
+static void format_utc(time_t t, char *out, size_t size)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The card's digest for the stored answer: the same card signs a replay. */
+static void card_digest(const struct issuance_service *svc, const char *serial,
+			char out[HEX_SHA256 + 1])
+{
+	char text[64];
+	snprintf(text, sizeof text, "card-serial:%s", serial);
+	audit_subject_digest(svc->subject_key, sizeof svc->subject_key, text, out);
+}
+
+/* --------------------------------------------------------------------------- metrics */
+
+static void is_count(struct issuance *is, size_t outcome)
+{
+	struct issuance_service *svc = is->svc;
+	if (!is->have_req)
+		return; /* no type to count it under: the access log has it */
+	int t = is->req.certificate;
+	if (svc->m_count[t][outcome] == NULL) {
+		char labels[160];
+		snprintf(labels, sizeof labels, "certificate=\"%s\",plugin=\"%s\",outcome=\"%s\"",
+			 record_certificate_types[t],
+			 is->cert && is->cert->plugin ? is->cert->plugin : "",
+			 outcomes[outcome].code);
+		svc->m_count[t][outcome] = metrics_series(svc->m_issuances, labels);
+	}
+	metrics_inc(svc->m_count[t][outcome]);
+	metrics_observe(svc->m_latency[t], (double)(uv_hrtime() - is->started_ns) / 1e9);
+}
+
+/* Audit figures as gauges, refreshed each second (the audit writer keeps them). */
+static void metrics_tick(uv_timer_t *t)
+{
+	struct issuance_service *svc = t->data;
+	struct audit_metrics m;
+	audit_metrics_snapshot(svc->audit, &m);
+	metrics_set(svc->m_audit_rows, (int64_t)m.rows_committed);
+	metrics_set(svc->m_audit_batches, (int64_t)m.batches);
+	metrics_set(svc->m_audit_failed, (int64_t)m.rows_failed);
+	metrics_set(svc->m_audit_commit_us, (int64_t)m.last_commit_us);
+	metrics_set(svc->m_audit_avg_batch_milli, (int64_t)(m.avg_batch_rows * 1000));
+	metrics_set(svc->m_linkage_cards, (int64_t)linkage_count(svc->linkage));
+}
+
+static void metrics_setup(struct issuance_service *svc)
+{
+	static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+	svc->m_issuances = metrics_family("madoguchi_issuances_total",
+					  "Issuance requests by certificate type, plugin route and "
+					  "outcome (ISSUED or the problem code).",
+					  METRIC_COUNTER);
+	struct metric_family *lat =
+	    metrics_family("madoguchi_issuance_duration_seconds",
+			   "Time from the request's arrival to its answer, by certificate type.",
+			   METRIC_HISTOGRAM);
+	for (int t = 0; t < RECORD_CERTIFICATE_TYPE_COUNT; t++) {
+		char labels[64];
+		snprintf(labels, sizeof labels, "certificate=\"%s\"", record_certificate_types[t]);
+		svc->m_latency[t] =
+		    metrics_histogram(lat, labels, bounds, sizeof bounds / sizeof bounds[0]);
+	}
+	svc->m_integrity_faults = metrics_series(
+	    metrics_family("madoguchi_integrity_faults_total",
+			   "Records of another resident or type returned by a plugin (the plugin "
+			   "is then suspended).",
+			   METRIC_COUNTER),
+	    "");
+	svc->m_in_flight =
+	    metrics_series(metrics_family("madoguchi_issuances_in_flight",
+					  "Issuances not yet concluded.", METRIC_GAUGE),
+			   "");
+	struct metric_family *audit =
+	    metrics_family("madoguchi_audit_rows_total",
+			   "Audit rows, by whether their batch committed.", METRIC_GAUGE);
+	svc->m_audit_rows = metrics_series(audit, "result=\"committed\"");
+	svc->m_audit_failed = metrics_series(audit, "result=\"failed\"");
+	svc->m_audit_batches = metrics_series(
+	    metrics_family("madoguchi_audit_commits_total",
+			   "Audit transactions committed (one fsync each).", METRIC_GAUGE),
+	    "");
+	svc->m_audit_commit_us = metrics_series(
+	    metrics_family("madoguchi_audit_last_commit_microseconds",
+			   "Duration of the last audit commit (BEGIN to COMMIT done).",
+			   METRIC_GAUGE),
+	    "");
+	svc->m_audit_avg_batch_milli = metrics_series(
+	    metrics_family("madoguchi_audit_batch_rows_average_milli",
+			   "Average rows per audit commit, times 1000.", METRIC_GAUGE),
+	    "");
+	svc->m_linkage_cards = metrics_series(
+	    metrics_family("madoguchi_linkage_cards", "Cards in the linkage table.", METRIC_GAUGE),
+	    "");
+}
+
+/* ----------------------------------------------------------------- answers and endings */
+
+/* Sends resp if the client is still there; the pending handle is used up either way. */
+static void is_send(struct issuance *is, struct http_response *resp)
+{
+	if (is->pending != NULL) {
+		conn_answer(is->pending, resp);
+		is->pending = NULL;
+	}
+}
+
+static void is_send_problem(struct issuance *is, size_t outcome, const char *detail, json_t *extra)
+{
+	struct http_response resp;
+	const struct outcome *o = &outcomes[outcome];
+	http_response_init(&resp);
+	resp.route = "/v1/issuances";
+	if (strcmp(o->code, "OVERLOADED") == 0)
+		http_response_header(&resp, "Retry-After", "1");
+	http_response_problem_ext(&resp, o->status, o->code, o->title, detail,
+				  is->have_req ? is->req.request_id : is->http_id, extra);
+	is_send(is, &resp);
+	http_response_free(&resp);
+}
+
+static void is_timer_closed(uv_handle_t *h)
+{
+	struct issuance *is = h->data;
+	is->timer_closed = true;
+	is_maybe_free(is);
+}
+
+/* Marks the issuance concluded: no later step acts any more. */
+static void is_conclude(struct issuance *is)
+{
+	is->concluded = true;
+	if (!is->timer_closing) {
+		is->timer_closing = true;
+		uv_close((uv_handle_t *)&is->deadline, is_timer_closed);
+	}
+	if (is->fetch != NULL) {
+		plugin_fetch_abandon(is->fetch);
+		is->fetch = NULL;
+	}
+	metrics_add(is->svc->m_in_flight, -1);
+}
+
+static void is_free(struct issuance *is)
+{
+	struct issuance_service *svc = is->svc;
+	if (is->prev != NULL)
+		is->prev->next = is->next;
+	else
+		svc->live = is->next;
+	if (is->next != NULL)
+		is->next->prev = is->prev;
+	free(is->body);
+	free(is->card_cert);
+	free(is->card_sig);
+	audit_response_free(&is->stored);
+	record_free(is->record);
+	render_output_free(&is->doc);
+	free(is->answer);
+	json_decref(is->extra);
+	free(is);
+}
+
+static void is_maybe_free(struct issuance *is)
+{
+	if (is->concluded && is->pending == NULL && !is->work_busy && is->fetch == NULL &&
+	    !is->audit_busy && is->timer_closed)
+		is_free(is);
+}
+
+/* The audit row of this issuance's conclusion (step 7 on). */
+static void audit_done(void *arg, int status, int64_t seq, const char *hash)
+{
+	struct issuance *is = arg;
+	(void)seq;
+	(void)hash;
+	is->audit_busy = false;
+	size_t outcome = is->outcome;
+	if (status != AUDIT_OK) {
+		log_event(LOG_ERROR, "audit_commit_failed", "{s:s, s:s}", "request", is->http_id,
+			  "outcome", outcomes[outcome].code);
+		if (outcome == 0) { /* no commit, no document */
+			outcome = outcome_index("AUDIT_UNAVAILABLE");
+			snprintf(is->detail, sizeof is->detail,
+				 "the audit record could not be committed; no document was issued");
+		}
+	}
+	if (outcome == 0) {
+		struct http_response resp;
+		http_response_init(&resp);
+		resp.route = "/v1/issuances";
+		http_response_body(&resp, 201, "application/json", is->answer, is->answer_len);
+		is_send(is, &resp);
+		http_response_free(&resp);
+	} else {
+		is_send_problem(is, outcome, is->detail, is->extra);
+		is->extra = NULL;
+	}
+	is_count(is, outcome);
+	is_maybe_free(is);
+}
+
+/* Writes the conclusion's audit row; the answer follows in audit_done(). */
+static void is_audit(struct issuance *is, size_t outcome, bool with_document)
+{
+	struct issuance_service *svc = is->svc;
+	char err[200], terminal[256];
+	is->outcome = outcome;
+	json_t *t = json_pack("{s:s, s:s, s:s}", "kiosk", is->req.terminal_kiosk, "operator",
+			      is->req.terminal_operator, "store", is->req.terminal_store);
+	char *tj = t ? json_dumps(t, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	snprintf(terminal, sizeof terminal, "%s", tj ? tj : "{}");
+	free(tj);
+	json_decref(t);
+	struct audit_row row = {
+	    .request_id = is->req.request_id,
+	    .issuance_id = with_document ? is->issuance_id : NULL,
+	    .municipality = is->req.municipality,
+	    .certificate = is->req.certificate_name,
+	    .plugin = is->plugin_name ? is->plugin_name : "",
+	    .plugin_version = is->plugin_version ? is->plugin_version : "",
+	    .terminal = terminal,
+	    .subject_digest = is->subject_digest[0] ? is->subject_digest : is->card_digest,
+	    .outcome = outcomes[outcome].code,
+	    .document_sha256 = with_document ? is->doc_sha256 : NULL,
+	};
+	struct audit_stored_response stored = {
+	    .request_id = is->req.request_id,
+	    .body_sha256 = is->body_sha256,
+	    .card_serial_digest = is->card_digest,
+	    .response = (const unsigned char *)is->answer,
+	    .response_len = is->answer_len,
+	    .expires_at =
+		(int64_t)time(NULL) + (int64_t)(svc->conf->idempotency_retention_ms / 1000),
+	};
+	if (audit_submit(svc->audit, &row, with_document ? &stored : NULL, audit_done, is, err,
+			 sizeof err) == AUDIT_OK) {
+		is->audit_busy = true;
+		return;
+	}
+	/* Not even queued (queue full, closing): as a failed commit. */
+	audit_done(is, AUDIT_UNAVAILABLE, 0, NULL);
+}
+
+/*
+ * Concludes with a problem answer: after step 7 through an audit row first, before it at
+ * once.  extra (problem members, reference stolen) may be NULL.
+ */
+static void is_fail(struct issuance *is, const char *code, const char *detail, json_t *extra)
+{
+	if (is->concluded) {
+		json_decref(extra);
+		return;
+	}
+	is_conclude(is);
+	size_t outcome = outcome_index(code);
+	if (is->routed) {
+		snprintf(is->detail, sizeof is->detail, "%s", detail ? detail : "");
+		json_decref(is->extra);
+		is->extra = extra;
+		is_audit(is, outcome, false);
+		return;
+	}
+	is_send_problem(is, outcome, detail, extra);
+	is_count(is, outcome);
+	is_maybe_free(is);
+}
+
+/* ------------------------------------------------------------------------ the pipeline */
+
+static void proof_work(uv_work_t *w);
+static void render_work(uv_work_t *w);
+static void work_done(uv_work_t *w, int status);
+
+static void is_queue_work(struct issuance *is, enum issuance_work kind)
+{
+	is->work_kind = kind;
+	is->work.data = is;
+	if (uv_queue_work(is->svc->loop, &is->work, kind == WORK_PROOF ? proof_work : render_work,
+			  work_done) != 0) {
+		is_fail(is, "INTERNAL_ERROR", "cannot queue work on the thread pool", NULL);
+		return;
+	}
+	is->work_busy = true;
+}
+
+static void deadline_expired(uv_timer_t *t)
+{
+	struct issuance *is = t->data;
+	if (!is->concluded)
+		is_fail(is, "BACKEND_TIMEOUT",
+			"the issuance did not complete within its deadline; nothing of it was "
+			"issued",
+			NULL);
+}
+
+static void client_gone(void *arg)
+{
+	struct issuance *is = arg;
+	conn_answer(is->pending, NULL); /* releases the handle; nothing is sent */
+	is->pending = NULL;
+	if (!is->concluded)
+		is_fail(is, "CLIENT_GONE", "the client closed the connection", NULL);
+	else
+		is_maybe_free(is);
+}
+
+/* Step 4 and the lookups of step 5, on the thread pool. */
+static void proof_work(uv_work_t *w)
+{
+	struct issuance *is = w->data;
+	struct issuance_service *svc = is->svc;
+	if (svc->conf->card_proof.mode == CONFIG_CARD_PROOF_REQUIRED) {
+		struct cardproof_result card;
+		is->proof_status = cardproof_verify(svc->cards, is->card_cert, is->card_sig,
+						    is->body, is->body_len, time(NULL), &card,
+						    is->proof_reason, sizeof is->proof_reason);
+		if (is->proof_status == CARDPROOF_OK)
+			memcpy(is->card_serial, card.card_serial, sizeof is->card_serial);
+	} else {
+		is->proof_status = CARDPROOF_OK;
+		snprintf(is->card_serial, sizeof is->card_serial, "%s",
+			 is->req.subject_card_serial);
+	}
+	sha256_hex(is->body, is->body_len, is->body_sha256);
+	if (is->proof_status == CARDPROOF_OK)
+		card_digest(svc, is->card_serial, is->card_digest);
+	char err[160];
+	is->stored_status =
+	    audit_lookup_response(svc->audit, is->req.request_id, &is->stored, err, sizeof err);
+}
+
+/* Replays the stored 201 of an identical request (step 5). */
+static void is_replay(struct issuance *is)
+{
+	is_conclude(is);
+	struct http_response resp;
+	http_response_init(&resp);
+	resp.route = "/v1/issuances";
+	http_response_body(&resp, 201, "application/json", is->stored.response,
+			   is->stored.response_len);
+	is_send(is, &resp);
+	http_response_free(&resp);
+	is_count(is, outcome_index("REPLAYED"));
+	is_maybe_free(is);
+}
+
+static json_t *suspension_member(const struct gate_verdict *v)
+{
+	char since[32];
+	format_utc(v->since, since, sizeof since);
+	return json_pack("{s:{s:s, s:s, s:s}}", "suspension", "source", gate_source_name(v->source),
+			 "reason", v->reason, "since", since);
+}
+
+static void fetch_done(void *arg, int status, mdg_record *record, const char *reason);
+
+static void proof_done(struct issuance *is)
+{
+	struct issuance_service *svc = is->svc;
+	const struct config_issuance *conf = svc->conf;
+	time_t now = time(NULL);
+
+	if (is->proof_status != CARDPROOF_OK) {
+		is_fail(is, "CARD_PROOF_INVALID", is->proof_reason, NULL);
+		return;
+	}
+	/* Step 5: a replay of a stored answer, exempt from the skew. */
+	if (is->stored_status == AUDIT_OK) {
+		if (strcmp(is->stored.body_sha256, is->body_sha256) == 0 &&
+		    strcmp(is->stored.card_serial_digest, is->card_digest) == 0)
+			is_replay(is);
+		else
+			is_fail(is, "REQUEST_ID_CONFLICT",
+				"this request_id was used for another request or by another card",
+				NULL);
+		return;
+	}
+	if (is->stored_status != AUDIT_NOT_FOUND) {
+		is_fail(is, "AUDIT_UNAVAILABLE", "the store of answered requests cannot be read",
+			NULL);
+		return;
+	}
+	if (!cardproof_skew_ok(is->req.requested_at, now,
+			       (long)(conf->card_proof.max_skew_ms / 1000))) {
+		is_fail(is, "CARD_PROOF_INVALID",
+			"requested_at is too far from the appliance's clock", NULL);
+		return;
+	}
+	/* Step 6. */
+	if (hours_state_at(&conf->hours, is->req.certificate, now) != HOURS_OPEN) {
+		char hours[160], detail[200];
+		hours_describe(&conf->hours, is->req.certificate, hours, sizeof hours);
+		snprintf(detail, sizeof detail, "%s is issued %s", is->req.certificate_name, hours);
+		is_fail(is, "OUTSIDE_SERVICE_HOURS", detail, NULL);
+		return;
+	}
+	/* Step 7: from here on every conclusion is an audit row. */
+	is->plugin = plugin_host_find(svc->plugins, is->cert->plugin);
+	const struct mdg_plugin_descriptor *desc = plugin_instance_descriptor(is->plugin);
+	is->plugin_name = is->cert->plugin;
+	is->plugin_version = desc->version;
+	is->routed = true;
+	struct gate_verdict v;
+	if (gate_check(svc->gate, is->plugin_name, is->plugin_version, is->req.certificate_name,
+		       is->req.municipality, false, &v)) {
+		is_fail(is, "SERVICE_SUSPENDED", "this certificate's backend is suspended",
+			suspension_member(&v));
+		return;
+	}
+	/* Step 8. */
+	const char *code = linkage_lookup(svc->linkage, is->card_serial);
+	if (code == NULL) {
+		is_fail(is, "NO_RECORD",
+			"this card is not linked to a resident of this municipality", NULL);
+		return;
+	}
+	snprintf(is->resident_code, sizeof is->resident_code, "%s", code);
+	audit_subject_digest(svc->subject_key, sizeof svc->subject_key, is->resident_code,
+			     is->subject_digest);
+	/* Steps 9-10: admission and the fetch, within what is left of the deadline. */
+	uint64_t spent_ms = (uv_hrtime() - is->started_ns) / 1000000;
+	uint64_t left_ms = conf->deadline_ms > spent_ms ? conf->deadline_ms - spent_ms : 1;
+	const struct config_plugin *pc = NULL;
+	for (size_t i = 0; i < svc->cfg->plugin_count; i++)
+		if (strcmp(svc->cfg->plugins[i].name, is->plugin_name) == 0)
+			pc = &svc->cfg->plugins[i];
+	uint64_t timeout = pc && pc->timeout_ms < left_ms ? pc->timeout_ms : left_ms;
+	uint32_t options = (is->req.household ? MDG_FETCH_HOUSEHOLD : 0) |
+			   (is->req.show_my_number ? MDG_FETCH_SHOW_MY_NUMBER : 0) |
+			   (is->req.show_domicile ? MDG_FETCH_SHOW_DOMICILE : 0);
+	int rc = plugin_fetch(is->plugin, is->req.certificate_name, is->req.municipality,
+			      is->resident_code, options, timeout, fetch_done, is, &is->fetch);
+	if (rc == MDG_ERR_UNAVAILABLE)
+		is_fail(is, "OVERLOADED", "too many requests for this backend; retry shortly",
+			NULL);
+	else if (rc != MDG_OK)
+		is_fail(is, "BACKEND_ERROR", "the backend could not start the request", NULL);
+}
+
+/* The issuance id: municipality, Tokyo date, and a serial unique across restarts. */
+static void make_issuance_id(struct issuance *is)
+{
+	time_t jst = is->issued_at + 9 * 3600;
+	struct tm tm;
+	gmtime_r(&jst, &tm);
+	snprintf(is->issuance_id, sizeof is->issuance_id, "%s-%04d%02d%02d-%06llu",
+		 is->req.municipality, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 (unsigned long long)is->svc->next_serial++);
+}
+
+/* Step 11, on the loop: what the plugin answered, checked. */
+static void fetch_done(void *arg, int status, mdg_record *record, const char *reason)
+{
+	struct issuance *is = arg;
+	struct issuance_service *svc = is->svc;
+	(void)reason; /* the host logged it; it may name backend internals */
+	is->fetch = NULL;
+	if (is->concluded) {
+		record_free(record);
+		is_maybe_free(is);
+		return;
+	}
+	switch (status) {
+	case MDG_OK:
+		break;
+	case MDG_ERR_NOT_FOUND:
+		is_fail(is, "NO_RECORD",
+			"the backend holds no record of this type for the resident", NULL);
+		return;
+	case MDG_ERR_TIMEOUT:
+		is_fail(is, "BACKEND_TIMEOUT", "the backend did not answer in time", NULL);
+		return;
+	case MDG_ERR_UNAVAILABLE:
+		is_fail(is, "OVERLOADED", "the backend is busy; retry shortly", NULL);
+		return;
+	default:
+		is_fail(is, "BACKEND_ERROR", "the backend failed", NULL);
+		return;
+	}
+	char why[160];
+	time_t now = time(NULL);
+	struct verify_expect exp = {
+	    .resident_code = is->resident_code,
+	    .certificate = is->req.certificate_name,
+	    .version_floor = plugin_host_version_floor(svc->plugins, is->resident_code),
+	    .max_age_ms = is->cert->max_age_ms,
+	    .now = now,
+	};
+	enum verify_outcome v = verify_record(record, &exp, why, sizeof why);
+	if (v == VERIFY_INTEGRITY_FAULT) {
+		record_free(record);
+		metrics_inc(svc->m_integrity_faults);
+		/* An alert without personal data: which plugin, which request. */
+		log_event(LOG_ERROR, "integrity_fault", "{s:s, s:s, s:s, s:s}", "plugin",
+			  is->plugin_name, "version", is->plugin_version, "request", is->http_id,
+			  "action", "plugin suspended (source auto) until acknowledged");
+		if (gate_suspend_auto(svc->gate, is->plugin_name,
+				      "integrity fault: the backend returned a record of another "
+				      "resident or type",
+				      now) != 0)
+			log_event(LOG_ERROR, "suspension_failed", "{s:s}", "plugin",
+				  is->plugin_name);
+		is_fail(is, "INTEGRITY_FAULT",
+			"the backend returned a record of another resident; nothing was issued and "
+			"the backend is suspended",
+			NULL);
+		return;
+	}
+	if (v != VERIFY_OK) {
+		record_free(record);
+		is_fail(is, verify_outcome_code(v), why, NULL);
+		return;
+	}
+	is->record = record;
+	is->issued_at = now;
+	make_issuance_id(is);
+	is_queue_work(is, WORK_RENDER);
+}
+
+/* Step 12 on the thread pool: the PDF, its digest, the binding and the 201 body. */
+static void render_work(uv_work_t *w)
+{
+	struct issuance *is = w->data;
+	struct issuance_service *svc = is->svc;
+	const struct config_issuance *conf = svc->conf;
+	struct render_meta meta = {
+	    .issuance_id = is->issuance_id,
+	    .issued_at = is->issued_at,
+	    .municipality_name = conf->municipality_name,
+	    .mayor_name = conf->mayor_name,
+	    .seal_png = conf->mayor_seal,
+	    .seal_impressions_dir = conf->seal_impressions,
+	    .options = (is->req.household ? RENDER_OPT_HOUSEHOLD : 0) |
+		       (is->req.show_my_number ? RENDER_OPT_SHOW_MY_NUMBER : 0) |
+		       (is->req.show_domicile ? RENDER_OPT_SHOW_DOMICILE : 0),
+	};
+	is->render_status = render_document(record_json(is->record), &meta, svc->signer, &is->doc,
+					    is->render_reason, sizeof is->render_reason);
+	if (is->render_status != RENDER_OK)
+		return;
+	sha256_hex(is->doc.pdf, is->doc.pdf_len, is->doc_sha256);
+
+	char text[512], issued[32], sig_b64[96];
+	unsigned char sig[DOCCODE_SIG_LEN];
+	int n = snprintf(text, sizeof text, "madoguchi-binding-v1\n%s\n%s\n%s\n%s\n%s\n%s\n",
+			 is->issuance_id, is->req.request_id, is->req.municipality,
+			 is->req.certificate_name, is->card_serial, is->doc_sha256);
+	if (n < 0 || (size_t)n >= sizeof text ||
+	    doc_signer_sign(svc->signer, text, (size_t)n, sig) != DOCCODE_OK) {
+		is->render_status = RENDER_ERROR;
+		snprintf(is->render_reason, sizeof is->render_reason, "cannot sign the binding");
+		return;
+	}
+	EVP_EncodeBlock((unsigned char *)sig_b64, sig, sizeof sig);
+	format_utc(is->issued_at, issued, sizeof issued);
+	char *data = base64_encode(is->doc.pdf, is->doc.pdf_len);
+	json_t *body =
+	    data == NULL
+		? NULL
+		: json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:I, s:i,"
+			    " s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}",
+			    "issuance_id", is->issuance_id, "request_id", is->req.request_id,
+			    "municipality", is->req.municipality, "certificate",
+			    is->req.certificate_name, "issued_at", issued, "subject", "card_serial",
+			    is->card_serial, "digest", is->subject_digest, "plugin", "name",
+			    is->plugin_name, "version", is->plugin_version, "fee",
+			    (json_int_t)hours_fee(&conf->hours, is->req.certificate) *
+				(json_int_t)is->req.copies,
+			    "pages", (int)is->doc.pages, "document", "media_type",
+			    "application/pdf", "sha256", is->doc_sha256, "data", data, "binding",
+			    "alg", "ed25519", "key_id", doc_signer_key_id(svc->signer), "signature",
+			    sig_b64);
+	free(data);
+	is->answer = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(body);
+	if (is->answer == NULL) {
+		is->render_status = RENDER_ERROR;
+		snprintf(is->render_reason, sizeof is->render_reason, "out of memory");
+		return;
+	}
+	is->answer_len = strlen(is->answer);
+	/* The document now lives in the answer; the PDF buffer is not needed any more. */
+	render_output_free(&is->doc);
+}
+
+static void render_done(struct issuance *is)
+{
+	struct issuance_service *svc = is->svc;
+	if (is->render_status != RENDER_OK) {
+		log_event(LOG_ERROR, "render_failed", "{s:s, s:s}", "request", is->http_id,
+			  "reason", is->render_reason);
+		is_fail(is, "INTERNAL_ERROR", "the document could not be rendered", NULL);
+		return;
+	}
+	/* Step 13: a suspension that arrived meanwhile stops delivery. */
+	struct gate_verdict v;
+	if (gate_check(svc->gate, is->plugin_name, is->plugin_version, is->req.certificate_name,
+		       is->req.municipality, true, &v)) {
+		is_fail(is, "SERVICE_SUSPENDED",
+			"this certificate's backend was suspended while the request ran",
+			suspension_member(&v));
+		return;
+	}
+	/* Step 14: the row and the stored answer in one commit; the answer waits for it. */
+	is_conclude(is);
+	is_audit(is, 0, true);
+}
+
+static void work_done(uv_work_t *w, int status)
+{
+	struct issuance *is = w->data;
+	is->work_busy = false;
+	if (is->concluded || status != 0) {
+		if (!is->concluded)
+			is_fail(is, "INTERNAL_ERROR", "the work was cancelled", NULL);
+		is_maybe_free(is);
+		return;
+	}
+	if (is->work_kind == WORK_PROOF)
+		proof_done(is);
+	else
+		render_done(is);
+}
+
+/* ------------------------------------------------------------------------- the route */
+
+static bool municipality_served(const struct config_issuance *conf, const char *code)
+{
+	for (size_t i = 0; i < conf->municipalities.count; i++)
+		if (strcmp(conf->municipalities.items[i], code) == 0)
+			return true;
+	return false;
+}
+
+static char *header_copy(const struct http_request *req, const char *name)
+{
+	const char *v = http_request_header(req, name);
+	return v != NULL ? strdup(v) : NULL;
+}
+
+void issuance_handle(struct issuance_service *svc, struct conn *c, const struct http_request *req,
+		     struct http_response *resp)
+{
+	if (svc == NULL) {
+		http_response_problem(resp, 404, "NOT_FOUND", "Not found",
+				      "this appliance has no issuance section in its config",
+				      req->id);
+		return;
+	}
+	struct issuance *is = calloc(1, sizeof *is);
+	if (is == NULL || (is->body = malloc(req->body_len + 1)) == NULL) {
+		free(is);
+		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
+				      "out of memory", req->id);
+		return;
+	}
+	is->svc = svc;
+	is->started_ns = uv_hrtime();
+	memcpy(is->http_id, req->id, sizeof is->http_id);
+	memcpy(is->body, req->body ? req->body : "", req->body_len);
+	is->body[req->body_len] = '\0';
+	is->body_len = req->body_len;
+	is->card_cert = header_copy(req, "Madoguchi-Card-Certificate");
+	is->card_sig = header_copy(req, "Madoguchi-Card-Signature");
+	is->next = svc->live;
+	if (svc->live != NULL)
+		svc->live->prev = is;
+	svc->live = is;
+	uv_timer_init(svc->loop, &is->deadline);
+	is->deadline.data = is;
+	metrics_add(svc->m_in_flight, 1);
+	is->pending = conn_defer(c, "/v1/issuances", client_gone, is);
+	if (is->pending == NULL) {
+		is_conclude(is);
+		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
+				      "out of memory", req->id);
+		is_maybe_free(is);
+		return;
+	}
+
+	/* Step 3, and what the appliance offers. */
+	struct issuance_req_error perr;
+	unsigned flags = svc->conf->card_proof.mode == CONFIG_CARD_PROOF_CENTER_ASSERTED
+			     ? ISSUANCE_REQ_ALLOW_SUBJECT
+			     : 0;
+	int rc = issuance_req_parse(is->body, is->body_len, flags, &is->req, &perr);
+	if (rc != ISSUANCE_REQ_OK) {
+		char detail[280];
+		snprintf(detail, sizeof detail, "%s%s%s", perr.field, perr.field[0] ? ": " : "",
+			 perr.message);
+		is_fail(is,
+			rc == ISSUANCE_REQ_NOMEM ? "INTERNAL_ERROR" : issuance_req_status_code(rc),
+			detail, NULL);
+		return;
+	}
+	is->have_req = true;
+	is->cert = &svc->conf->certificates[is->req.certificate];
+	if (!municipality_served(svc->conf, is->req.municipality)) {
+		is_fail(is, "MUNICIPALITY_NOT_SERVED",
+			"this appliance does not serve that municipality", NULL);
+		return;
+	}
+	if (is->cert->plugin == NULL) {
+		is_fail(is, "UNSUPPORTED_CERTIFICATE",
+			"this appliance does not offer that certificate type", NULL);
+		return;
+	}
+	if (flags != 0 && !is->req.has_subject) {
+		is_fail(is, "INVALID_REQUEST",
+			"subject.card_serial: required (card_proof.mode is center-asserted)", NULL);
+		return;
+	}
+	uv_timer_start(&is->deadline, deadline_expired, svc->conf->deadline_ms, 0);
+	is_queue_work(is, WORK_PROOF);
+}
+
+/* ------------------------------------------------------------------------- keys route */
+
+void issuance_keys(struct issuance_service *svc, struct http_response *resp)
+{
+	if (svc == NULL) {
+		http_response_body(resp, 200, "application/json", "{\"keys\":[]}", 11);
+		return;
+	}
+	http_response_body(resp, 200, "application/json", svc->keys_json, strlen(svc->keys_json));
+}
+
+/* -------------------------------------------------------------------- linkage import */
+
+struct linkage_import {
+	struct issuance_service *svc;
+	struct conn_pending *pending;
+	uv_work_t work;
+	char *csv;
+	size_t len;
+	bool replace;
+	struct linkage_batch *batch;
+	int status; /* 0 ok, 400 malformed, 500 not stored */
+	char err[256];
+	char id[33];
+};
+
+static void import_gone(void *arg)
+{
+	struct linkage_import *im = arg;
+	conn_answer(im->pending, NULL);
+	im->pending = NULL;
+}
+
+static void import_work(uv_work_t *w)
+{
+	struct linkage_import *im = w->data;
+	if (linkage_parse(im->csv, im->len, &im->batch, im->err, sizeof im->err) != 0) {
+		im->status = 400;
+		return;
+	}
+	if (linkage_store(linkage_path(im->svc->linkage), im->batch, im->replace, im->err,
+			  sizeof im->err) != 0)
+		im->status = 500;
+}
+
+static void import_done(uv_work_t *w, int status)
+{
+	struct linkage_import *im = w->data;
+	struct http_response resp;
+	http_response_init(&resp);
+	resp.route = "/v1/linkage";
+	if (status != 0) {
+		im->status = 500;
+		snprintf(im->err, sizeof im->err, "the import was cancelled");
+	}
+	if (im->status == 0) {
+		/* Applied on the loop after the commit: lookups see all of it or none. */
+		linkage_apply(im->svc->linkage, im->batch, im->replace);
+		log_event(LOG_INFO, "linkage_imported", "{s:I, s:b, s:I}", "cards",
+			  (json_int_t)linkage_batch_count(im->batch), "replace", im->replace,
+			  "total", (json_int_t)linkage_count(im->svc->linkage));
+		json_t *j = json_pack(
+		    "{s:I, s:b, s:I}", "imported", (json_int_t)linkage_batch_count(im->batch),
+		    "replace", im->replace, "cards", (json_int_t)linkage_count(im->svc->linkage));
+		char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		http_response_body(&resp, 200, "application/json", text ? text : "{}",
+				   text ? strlen(text) : 2);
+		free(text);
+		json_decref(j);
+	} else if (im->status == 400) {
+		http_response_problem(&resp, 400, "LINKAGE_INVALID", "Linkage file invalid",
+				      im->err, im->id);
+	} else {
+		http_response_problem(&resp, 500, "LINKAGE_NOT_STORED", "Linkage not stored",
+				      im->err, im->id);
+	}
+	if (im->pending != NULL)
+		conn_answer(im->pending, &resp);
+	http_response_free(&resp);
+	linkage_batch_free(im->batch);
+	free(im->csv);
+	free(im);
+}
+
+void issuance_linkage_import(struct issuance_service *svc, struct conn *c,
+			     const struct http_request *req, struct http_response *resp)
+{
+	if (svc == NULL) {
+		http_response_problem(resp, 404, "NOT_FOUND", "Not found",
+				      "this appliance has no issuance section in its config",
+				      req->id);
+		return;
+	}
+	struct linkage_import *im = calloc(1, sizeof *im);
+	if (im == NULL || (im->csv = malloc(req->body_len + 1)) == NULL) {
+		free(im);
+		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
+				      "out of memory", req->id);
+		return;
+	}
+	im->svc = svc;
+	memcpy(im->csv, req->body ? req->body : "", req->body_len);
+	im->len = req->body_len;
+	const char *q = strchr(req->url, '?');
+	im->replace = q != NULL && strstr(q, "replace=true") != NULL;
+	memcpy(im->id, req->id, sizeof im->id);
+	im->work.data = im;
+	im->pending = conn_defer(c, "/v1/linkage", import_gone, im);
+	if (im->pending == NULL ||
+	    uv_queue_work(svc->loop, &im->work, import_work, import_done) != 0) {
+		if (im->pending != NULL) {
+			struct http_response r;
+			http_response_init(&r);
+			http_response_problem(&r, 500, "INTERNAL_ERROR", "Internal error",
+					      "cannot queue the import", req->id);
+			conn_answer(im->pending, &r);
+			http_response_free(&r);
+		} else {
+			http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
+					      "out of memory", req->id);
+		}
+		free(im->csv);
+		free(im);
+	}
+}
+
+/* --------------------------------------------------------------------- the service */
+
+/*
+ * Reads the subject key (64 hex digits), or makes one (mode 0600) when the file is missing:
+ * digests stay comparable only while the key stays the same.
+ */
+static int subject_key_load(const char *path, unsigned char key[SUBJECT_KEY_LEN], char *msg,
+			    size_t msg_size)
+{
+	char hex[2 * SUBJECT_KEY_LEN + 2];
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		if (RAND_bytes(key, SUBJECT_KEY_LEN) != 1) {
+			snprintf(msg, msg_size, "cannot make a subject key: no randomness");
+			return -1;
+		}
+		hex_encode(key, SUBJECT_KEY_LEN, hex);
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		f = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (f == NULL || fprintf(f, "%s\n", hex) < 0 || fclose(f) != 0) {
+			snprintf(msg, msg_size, "cannot write the subject key %s", path);
+			return -1;
+		}
+		log_event(LOG_INFO, "subject_key_created", "{s:s}", "path", path);
+		return 0;
+	}
+	size_t n = fread(hex, 1, sizeof hex - 1, f);
+	fclose(f);
+	hex[n] = '\0';
+	for (size_t i = 0; i < SUBJECT_KEY_LEN; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+			snprintf(msg, msg_size, "%s: expected 64 hexadecimal digits", path);
+			return -1;
+		}
+		key[i] = (unsigned char)v;
+	}
+	return 0;
+}
+
+static char *data_path(const struct config *cfg, const char *name)
+{
+	size_t n = strlen(cfg->data_dir) + strlen(name) + 2;
+	char *p = malloc(n);
+	if (p != NULL)
+		snprintf(p, n, "%s/%s", cfg->data_dir, name);
+	return p;
+}
+
+int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_host *plugins,
+			  struct issuance_service **out, char *msg, size_t msg_size)
+{
+	const struct config_issuance *conf = &cfg->issuance;
+	struct issuance_service *svc = calloc(1, sizeof *svc);
+	char err[512], *linkage_db = NULL, *audit_db = NULL, *skey = NULL;
+	*out = NULL;
+	if (svc == NULL) {
+		snprintf(msg, msg_size, "out of memory");
+		return -1;
+	}
+	svc->loop = loop;
+	svc->cfg = config_ref(cfg);
+	svc->conf = conf;
+	svc->plugins = plugins;
+	for (int t = 0; t < RECORD_CERTIFICATE_TYPE_COUNT; t++) {
+		const char *name = conf->certificates[t].plugin;
+		if (name == NULL)
+			continue;
+		struct plugin_instance *inst = plugin_host_find(plugins, name);
+		if (inst == NULL || !plugin_instance_serves(inst, record_certificate_types[t])) {
+			snprintf(
+			    msg, msg_size,
+			    "%s:%d:%d: issuance.certificates.%s: plugin instance '%s' does not "
+			    "serve %s; route the type to a plugin that does",
+			    cfg->path, conf->certificates[t].mark.line,
+			    conf->certificates[t].mark.column, record_certificate_types[t], name,
+			    record_certificate_types[t]);
+			goto fail;
+		}
+	}
+	if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
+		snprintf(msg, msg_size, "cannot create data_dir %s", cfg->data_dir);
+		goto fail;
+	}
+	if (cardproof_ctx_new(conf->card_proof.ca, &svc->cards, err, sizeof err) != CARDPROOF_OK) {
+		snprintf(msg, msg_size, "issuance.card_proof.ca: %s", err);
+		goto fail;
+	}
+	if (doc_signer_load(conf->document_key, &svc->signer, err, sizeof err) != DOCCODE_OK) {
+		snprintf(msg, msg_size, "issuance.document_key: %s", err);
+		goto fail;
+	}
+	skey = conf->subject_key ? strdup(conf->subject_key) : data_path(cfg, "subject.key");
+	linkage_db = data_path(cfg, "linkage.sqlite");
+	audit_db = data_path(cfg, "audit.sqlite");
+	if (skey == NULL || linkage_db == NULL || audit_db == NULL) {
+		snprintf(msg, msg_size, "out of memory");
+		goto fail;
+	}
+	if (subject_key_load(skey, svc->subject_key, msg, msg_size) != 0)
+		goto fail;
+	if (linkage_open(linkage_db, &svc->linkage, msg, msg_size) != 0)
+		goto fail;
+	svc->gate = gate_new();
+	struct audit_options ao = {
+	    .db_path = audit_db,
+	    .checkpoint_key_path = conf->document_key,
+	    .queue_limit = conf->audit.queue_limit,
+	    .checkpoint_every_rows = conf->audit.checkpoint_rows,
+	    .checkpoint_interval_ms = (uint32_t)conf->audit.checkpoint_interval_ms,
+	};
+	if (svc->gate == NULL || audit_open(loop, &ao, &svc->audit, err, sizeof err) != AUDIT_OK) {
+		snprintf(msg, msg_size, "audit store %s: %s", audit_db,
+			 svc->gate ? err : "out of memory");
+		goto fail;
+	}
+	struct audit_metrics am;
+	audit_metrics_snapshot(svc->audit, &am);
+	svc->next_serial = (uint64_t)am.head_seq + 1;
+
+	char *pem = doc_signer_public_pem(svc->signer);
+	json_t *keys =
+	    pem ? json_pack("{s:[{s:s, s:s, s:s}]}", "keys", "key_id",
+			    doc_signer_key_id(svc->signer), "alg", "ed25519", "public_key_pem", pem)
+		: NULL;
+	svc->keys_json = keys ? json_dumps(keys, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(keys);
+	free(pem);
+	if (svc->keys_json == NULL) {
+		snprintf(msg, msg_size, "out of memory");
+		goto fail;
+	}
+	metrics_setup(svc);
+	uv_timer_init(loop, &svc->metrics_timer);
+	svc->metrics_timer.data = svc;
+	uv_timer_start(&svc->metrics_timer, metrics_tick, 0, 1000);
+	uv_unref((uv_handle_t *)&svc->metrics_timer);
+	log_event(LOG_INFO, "issuance_ready", "{s:I, s:s}", "linked_cards",
+		  (json_int_t)linkage_count(svc->linkage), "document_key_id",
+		  doc_signer_key_id(svc->signer));
+	free(skey);
+	free(linkage_db);
+	free(audit_db);
+	*out = svc;
+	return 0;
+fail:
+	free(skey);
+	free(linkage_db);
+	free(audit_db);
+	if (svc->audit != NULL) {
+		audit_close(svc->audit);
+		svc->audit = NULL;
+	}
+	issuance_service_free(svc);
+	return -1;
+}
+
+void issuance_service_shutdown(struct issuance_service *svc)
+{
+	if (svc == NULL || svc->closing)
+		return;
+	svc->closing = true;
+	/* Fetches first: the plugin host cancels what is left without calling back. */
+	for (struct issuance *is = svc->live; is != NULL; is = is->next) {
+		if (is->fetch != NULL) {
+			plugin_fetch_abandon(is->fetch);
+			is->fetch = NULL;
+			if (!is->concluded)
+				is_fail(is, "CLIENT_GONE", "the appliance is shutting down", NULL);
+		}
+	}
+	if (svc->metrics_timer.data != NULL)
+		uv_close((uv_handle_t *)&svc->metrics_timer, NULL);
+	audit_close(svc->audit); /* commits what was submitted and runs the callbacks */
+	svc->audit = NULL;
+}
+
+void issuance_service_free(struct issuance_service *svc)
+{
+	if (svc == NULL)
+		return;
+	if (svc->audit != NULL)
+		audit_close(svc->audit);
+	cardproof_ctx_free(svc->cards);
+	doc_signer_free(svc->signer);
+	linkage_free(svc->linkage);
+	gate_free(svc->gate);
+	free(svc->keys_json);
+	config_unref(svc->cfg);
+	free(svc);
+}
+
+struct gate *issuance_gate(struct issuance_service *svc)
+{
+	return svc ? svc->gate : NULL;
+}
+
+size_t issuance_linkage_count(const struct issuance_service *svc)
+{
+	return svc ? linkage_count(svc->linkage) : 0;
+}

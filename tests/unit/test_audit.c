@@ -1,0 +1,938 @@
+/*
+ * test_audit.c: the hash-chained audit store and the idempotency store (core/audit.c).
+ *
+ * Each test makes its own database in a fresh temporary directory ($TMPDIR or /tmp) with two
+ * Ed25519 keys generated through OpenSSL (checkpoint key A, stranger key B); tampering is done
+ * with plain SQLite on the closed database, as an attacker with the file would.  Callbacks are
+ * collected on the loop thread; uv_run() returns once no callback is owed.  The killed-writer
+ * test forks a child that writes until it is sent SIGKILL.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mkdtemp, nftw, usleep */
+#endif
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "audit.h"
+
+static char dir[256];
+static char key_a[300], pub_a[300], pub_b[300];
+static int db_counter;
+static char subject[AUDIT_HASH_LEN + 1];
+
+static const char *const terminal =
+    "{\"store\":\"012345\",\"operator\":\"chain-a\",\"kiosk\":\"01\"}";
+static const char *const doc_hash =
+    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+static const char *const body_hash =
+    "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+/* --- fixture ------------------------------------------------------------------------------- */
+
+static int write_key(EVP_PKEY *key, const char *path, int private)
+{
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	int ok = private ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
+			 : PEM_write_PUBKEY(f, key);
+	fclose(f);
+	return ok == 1 ? 0 : -1;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, sizeof dir, "%s/mdg-audit-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(key_a, sizeof key_a, "%s/checkpoint.key", dir);
+	snprintf(pub_a, sizeof pub_a, "%s/checkpoint.pub", dir);
+	snprintf(pub_b, sizeof pub_b, "%s/stranger.pub", dir);
+	EVP_PKEY *a = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	EVP_PKEY *b = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	int rc = a && b && write_key(a, key_a, 1) == 0 && write_key(a, pub_a, 0) == 0 &&
+			 write_key(b, pub_b, 0) == 0
+		     ? 0
+		     : -1;
+	EVP_PKEY_free(a);
+	EVP_PKEY_free(b);
+	const unsigned char local_key[] = "a local subject key, 32 bytes!!";
+	if (audit_subject_digest(local_key, sizeof local_key - 1, "01AB23CD", subject) != AUDIT_OK)
+		return -1;
+	return rc;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh database path for one test. */
+static void new_db(char *path, size_t size)
+{
+	snprintf(path, size, "%s/audit-%d.sqlite", dir, ++db_counter);
+}
+
+struct result {
+	int calls;
+	int status;
+	int64_t seq;
+	char hash[AUDIT_HASH_LEN + 1];
+};
+
+static void on_done(void *arg, int status, int64_t seq, const char *hash)
+{
+	struct result *r = arg;
+	r->calls++;
+	r->status = status;
+	r->seq = seq;
+	snprintf(r->hash, sizeof r->hash, "%s", hash ? hash : "");
+}
+
+static struct audit *open_store(uv_loop_t *loop, const char *path, const char *key,
+				uint32_t every_rows)
+{
+	struct audit_options opt = {
+	    .db_path = path, .checkpoint_key_path = key, .checkpoint_every_rows = every_rows};
+	struct audit *a = NULL;
+	char err[512];
+	int rc = audit_open(loop, &opt, &a, err, sizeof err);
+	if (rc != AUDIT_OK)
+		fail_msg("audit_open: %s", err);
+	return a;
+}
+
+/* Row i of a test: ISSUED with a document, or every seventh a refusal without one. */
+static void fill_row(struct audit_row *row, char *request_id, size_t size, int i)
+{
+	snprintf(request_id, size, "4b0e7a52-8f5e-4d1c-9a51-%012d", i);
+	memset(row, 0, sizeof *row);
+	row->request_id = request_id;
+	row->municipality = "141003";
+	row->certificate = "residence";
+	row->plugin = "fujitsu-like";
+	row->plugin_version = "1.0.0";
+	row->terminal = terminal;
+	row->subject_digest = subject;
+	if (i % 7 == 6) {
+		row->outcome = "RECORD_NOT_ISSUABLE";
+	} else {
+		row->outcome = "ISSUED";
+		row->issuance_id = "141003-20261127-000123";
+		row->document_sha256 = doc_hash;
+	}
+}
+
+static int submit(struct audit *a, int i, const struct audit_stored_response *resp,
+		  struct result *r)
+{
+	struct audit_row row;
+	char id[64], err[256];
+	fill_row(&row, id, sizeof id, i);
+	return audit_submit(a, &row, resp, on_done, r, err, sizeof err);
+}
+
+/* Writes rows 0..n-1, waits for them, checks each was committed in order after first_seq. */
+static void write_rows(uv_loop_t *loop, struct audit *a, int n, int64_t first_seq)
+{
+	struct result *r = calloc((size_t)n, sizeof *r);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(submit(a, i, NULL, &r[i]), AUDIT_OK);
+	uv_run(loop, UV_RUN_DEFAULT);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_int_equal(r[i].status, AUDIT_OK);
+		assert_int_equal(r[i].seq, first_seq + i);
+	}
+	free(r);
+}
+
+static void close_store(uv_loop_t *loop, struct audit *a)
+{
+	audit_close(a);
+	uv_run(loop, UV_RUN_DEFAULT); /* the wakeup handle's close callback */
+}
+
+/* A database of n rows with checkpoints every `every` rows, closed. */
+static void make_db(char *path, size_t size, int n, uint32_t every)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	new_db(path, size);
+	struct audit *a = open_store(&loop, path, key_a, every);
+	write_rows(&loop, a, n, 1);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void sql(const char *path, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	char *msg = NULL;
+	if (sqlite3_exec(db, text, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", text, msg);
+	assert_true(sqlite3_changes(db) > 0 || strncmp(text, "SELECT", 6) == 0);
+	sqlite3_close(db);
+}
+
+static int64_t sql_int(const char *path, const char *query)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, query, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static int verify(const char *path, const char *pub, struct audit_verify_report *rep)
+{
+	char err[512] = "";
+	int rc = audit_verify(path, pub, rep, err, sizeof err);
+	if (rc == AUDIT_ERROR)
+		fail_msg("audit_verify: %s", err);
+	return rc;
+}
+
+/* --- chain and verify --------------------------------------------------------------------- */
+
+static void a_chain_of_many_rows_verifies_with_its_checkpoints(void **state)
+{
+	(void)state;
+	char path[300];
+	make_db(path, sizeof path, 1000, 100);
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
+	assert_int_equal(rep.rows_checked, 1000);
+	assert_int_equal(rep.last_seq, 1000);
+	assert_int_equal(rep.first_bad_seq, 0);
+	assert_string_equal(rep.problem, "");
+	/* At least one per 100 rows while writing, and the head covered at close. */
+	assert_true(rep.checkpoints_checked >= 10);
+	assert_int_equal(sql_int(path, "SELECT max(seq) FROM audit_checkpoints"), 1000);
+	assert_int_equal(sql_int(path, "SELECT count(*) FROM audit_rows WHERE subject_digest = '"
+				       "01AB23CD'"),
+			 0);
+	/* The private key works as the verification key too. */
+	assert_int_equal(verify(path, key_a, &rep), AUDIT_OK);
+}
+
+static void a_changed_column_is_found_by_verify(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *column;
+		const char *value;
+	} changes[] = {
+	    {"time", "'2026-11-27T09:00:00.000Z'"},
+	    {"request_id", "'another-request'"},
+	    {"issuance_id", "NULL"},
+	    {"municipality", "'131016'"},
+	    {"certificate", "'seal'"},
+	    {"plugin", "'example'"},
+	    {"plugin_version", "'1.0.1'"},
+	    {"terminal", "'{\"kiosk\":\"02\",\"operator\":\"chain-a\",\"store\":\"012345\"}'"},
+	    {"subject_digest", "'" AUDIT_GENESIS_HASH "'"},
+	    {"outcome", "'BACKEND_ERROR'"},
+	    {"document_sha256", "NULL"},
+	    {"prev_hash", "'" AUDIT_GENESIS_HASH "'"},
+	    {"hash", "'" AUDIT_GENESIS_HASH "'"},
+	};
+	struct audit_verify_report rep;
+	for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+		char path[300];
+		make_db(path, sizeof path, 20, 1000);
+		sql(path, "UPDATE audit_rows SET %s = %s WHERE seq = 13", changes[i].column,
+		    changes[i].value);
+		assert_int_equal(verify(path, pub_a, &rep), AUDIT_CORRUPT);
+		if (rep.first_bad_seq != 13)
+			fail_msg("changing %s: first bad seq %lld (%s)", changes[i].column,
+				 (long long)rep.first_bad_seq, rep.problem);
+		assert_non_null(strstr(rep.problem, "row 13"));
+		assert_int_equal(rep.rows_checked, 20);
+	}
+}
+
+static void a_deleted_row_is_found_by_verify(void **state)
+{
+	(void)state;
+	char path[300];
+	make_db(path, sizeof path, 30, 1000);
+	sql(path, "DELETE FROM audit_rows WHERE seq = 12");
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_CORRUPT);
+	assert_int_equal(rep.first_bad_seq, 12);
+	assert_non_null(strstr(rep.problem, "missing"));
+	assert_int_equal(rep.rows_checked, 29);
+}
+
+static void deleting_rows_a_checkpoint_covers_is_found(void **state)
+{
+	(void)state;
+	char path[300];
+	make_db(path, sizeof path, 30, 10);
+	/* Cutting off the tail keeps the rest of the chain consistent: only checkpoints tell. */
+	sql(path, "DELETE FROM audit_rows WHERE seq > 25");
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_CORRUPT);
+	assert_int_equal(rep.first_bad_seq, 30);
+	assert_non_null(strstr(rep.problem, "missing"));
+}
+
+static void a_forged_checkpoint_signature_is_found(void **state)
+{
+	(void)state;
+	char path[300];
+	make_db(path, sizeof path, 50, 10);
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
+	/* Another key's checkpoints do not verify with this one. */
+	assert_int_equal(verify(path, pub_b, &rep), AUDIT_CORRUPT);
+	assert_non_null(strstr(rep.problem, "not by the given key"));
+	/* One changed character of one signature. */
+	sql(path,
+	    "UPDATE audit_checkpoints SET signature = "
+	    "CASE substr(signature, 5, 1) WHEN 'A' THEN substr(signature, 1, 4) || 'B' || "
+	    "substr(signature, 6) ELSE substr(signature, 1, 4) || 'A' || substr(signature, 6) "
+	    "END WHERE seq = 20");
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_CORRUPT);
+	assert_int_equal(rep.first_bad_seq, 20);
+	assert_non_null(strstr(rep.problem, "signature does not verify"));
+	/* A checkpoint moved to another row's hash. */
+	char other[300];
+	make_db(other, sizeof other, 50, 10);
+	sql(other,
+	    "UPDATE audit_checkpoints SET hash = (SELECT hash FROM audit_rows WHERE seq = 29)"
+	    " WHERE seq = 30");
+	assert_int_equal(verify(other, pub_a, &rep), AUDIT_CORRUPT);
+	assert_int_equal(rep.first_bad_seq, 30);
+	assert_non_null(strstr(rep.problem, "not the row's hash"));
+}
+
+/* --- the writer ----------------------------------------------------------------------------- */
+
+struct request {
+	uv_timer_t timer;
+	struct audit *audit;
+	int index;
+	struct result result;
+};
+
+static void request_arrives(uv_timer_t *t)
+{
+	struct request *r = t->data;
+	assert_int_equal(submit(r->audit, r->index, NULL, &r->result), AUDIT_OK);
+	uv_close((uv_handle_t *)t, NULL);
+}
+
+static void concurrent_requests_are_grouped_and_every_callback_runs_once_with_ok(void **state)
+{
+	(void)state;
+	enum { N = 600 };
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, key_a, 0);
+	struct request *req = calloc(N, sizeof *req);
+	srand(7);
+	for (int i = 0; i < N; i++) {
+		req[i].audit = a;
+		req[i].index = i;
+		uv_timer_init(&loop, &req[i].timer);
+		req[i].timer.data = &req[i];
+		/* Arrivals spread over 30 ms, several in the same millisecond. */
+		uv_timer_start(&req[i].timer, request_arrives, (uint64_t)(rand() % 30), 0);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	unsigned char *seen = calloc(N + 1, 1);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(req[i].result.calls, 1);
+		assert_int_equal(req[i].result.status, AUDIT_OK);
+		assert_in_range(req[i].result.seq, 1, N);
+		assert_int_equal(seen[req[i].result.seq]++, 0);
+		assert_int_equal(strlen(req[i].result.hash), AUDIT_HASH_LEN);
+	}
+	struct audit_metrics m;
+	audit_metrics_snapshot(a, &m);
+	assert_int_equal(m.rows_committed, N);
+	assert_true(m.batches < N);
+	assert_true(m.batches >= 1);
+	assert_int_equal(m.head_seq, N);
+	assert_int_equal(m.queue_depth, 0);
+	print_message("# %d rows in %llu batches (%.1f rows per commit, %.0f us per commit)\n", N,
+		      (unsigned long long)m.batches, m.avg_batch_rows, m.avg_commit_us);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
+	assert_int_equal(rep.rows_checked, N);
+	free(seen);
+	free(req);
+}
+
+static void the_chain_continues_across_close_and_reopen(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, key_a, 0);
+	write_rows(&loop, a, 10, 1);
+	close_store(&loop, a);
+	a = open_store(&loop, path, key_a, 0);
+	struct audit_metrics m;
+	audit_metrics_snapshot(a, &m);
+	assert_int_equal(m.head_seq, 10);
+	write_rows(&loop, a, 10, 11);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
+	assert_int_equal(rep.rows_checked, 20);
+	assert_int_equal(sql_int(path, "SELECT count(*) FROM audit_rows a JOIN audit_rows b ON "
+				       "b.seq = a.seq + 1 WHERE b.prev_hash = a.hash"),
+			 19);
+}
+
+static void close_commits_everything_submitted_and_runs_every_callback(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, key_a, 0);
+	struct result r[200];
+	memset(r, 0, sizeof r);
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(submit(a, i, NULL, &r[i]), AUDIT_OK);
+	audit_close(a); /* without running the loop first */
+	for (int i = 0; i < 200; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_int_equal(r[i].status, AUDIT_OK);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
+	assert_int_equal(rep.rows_checked, 200);
+	/* The last checkpoint, written at close, covers the head. */
+	assert_int_equal(sql_int(path, "SELECT max(seq) FROM audit_checkpoints"), 200);
+}
+
+static void a_full_queue_refuses_at_once(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit_options opt = {.db_path = path, .queue_limit = 4};
+	struct audit *a;
+	char err[256];
+	assert_int_equal(audit_open(&loop, &opt, &a, err, sizeof err), AUDIT_OK);
+	audit_test_hook(a, AUDIT_TEST_HOLD_WRITER, 1);
+	struct result r[5];
+	memset(r, 0, sizeof r);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(submit(a, i, NULL, &r[i]), AUDIT_OK);
+	assert_int_equal(submit(a, 4, NULL, &r[4]), AUDIT_QUEUE_FULL);
+	audit_test_hook(a, AUDIT_TEST_HOLD_WRITER, 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(r[i].status, AUDIT_OK);
+	assert_int_equal(r[4].calls, 0);
+	struct audit_metrics m;
+	audit_metrics_snapshot(a, &m);
+	assert_int_equal(m.rows_refused, 1);
+	assert_int_equal(m.rows_committed, 4);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static unsigned char *big_response(size_t n, int seed)
+{
+	unsigned char *b = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (unsigned char)(i * 31u + (unsigned)seed);
+	return b;
+}
+
+static void a_failed_commit_fails_every_row_of_its_batch_and_later_batches_succeed(void **state)
+{
+	(void)state;
+	enum { BIG = 200 * 1024 };
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, key_a, 0);
+	write_rows(&loop, a, 3, 1);
+
+	/* The disk is full: nothing that needs a new page can commit.  The six rows go in one
+	 * batch (the writer is held while they are queued); the small ones alone would fit. */
+	audit_test_hook(a, AUDIT_TEST_DISK_FULL, 1);
+	audit_test_hook(a, AUDIT_TEST_HOLD_WRITER, 1);
+	unsigned char *bytes = big_response(BIG, 1);
+	struct result r[6];
+	memset(r, 0, sizeof r);
+	char ids[6][64];
+	for (int i = 0; i < 6; i++) {
+		struct audit_row row;
+		fill_row(&row, ids[i], sizeof ids[i], 100 + i);
+		struct audit_stored_response resp = {
+		    .request_id = ids[i],
+		    .body_sha256 = body_hash,
+		    .card_serial_digest = subject,
+		    .response = bytes,
+		    .response_len = BIG,
+		    .expires_at = (int64_t)time(NULL) + 3600,
+		};
+		assert_int_equal(
+		    audit_submit(a, &row, i % 2 ? &resp : NULL, on_done, &r[i], NULL, 0), AUDIT_OK);
+	}
+	audit_test_hook(a, AUDIT_TEST_HOLD_WRITER, 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_int_equal(r[i].status, AUDIT_UNAVAILABLE);
+		assert_int_equal(r[i].seq, 0);
+	}
+	struct audit_metrics m;
+	audit_metrics_snapshot(a, &m);
+	assert_int_equal(m.rows_failed, 6);
+	assert_int_equal(m.batches_failed, 1);
+	assert_int_equal(m.head_seq, 3);
+	struct audit_response found;
+	assert_int_equal(audit_lookup_response(a, ids[1], &found, NULL, 0), AUDIT_NOT_FOUND);
+
+	/* The disk recovers: the chain goes on from the last committed row. */
+	audit_test_hook(a, AUDIT_TEST_DISK_FULL, 0);
+	struct result after;
+	memset(&after, 0, sizeof after);
+	struct audit_row row;
+	char id[64];
+	fill_row(&row, id, sizeof id, 200);
+	struct audit_stored_response resp = {.request_id = id,
+					     .body_sha256 = body_hash,
+					     .card_serial_digest = subject,
+					     .response = bytes,
+					     .response_len = BIG,
+					     .expires_at = (int64_t)time(NULL) + 3600};
+	assert_int_equal(audit_submit(a, &row, &resp, on_done, &after, NULL, 0), AUDIT_OK);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(after.status, AUDIT_OK);
+	assert_int_equal(after.seq, 4);
+	assert_int_equal(audit_lookup_response(a, id, &found, NULL, 0), AUDIT_OK);
+	audit_response_free(&found);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(bytes);
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
+	assert_int_equal(rep.rows_checked, 4);
+}
+
+/* --- stored responses ------------------------------------------------------------------------ */
+
+struct lookup_job {
+	struct audit *audit;
+	const char *request_id;
+	int status;
+	struct audit_response resp;
+};
+
+static void *lookup_thread(void *arg)
+{
+	struct lookup_job *j = arg;
+	char err[256];
+	j->status = audit_lookup_response(j->audit, j->request_id, &j->resp, err, sizeof err);
+	return NULL;
+}
+
+static void store(struct audit *a, uv_loop_t *loop, const char *id, const unsigned char *bytes,
+		  size_t n, int64_t expires_at, int want)
+{
+	struct audit_row row;
+	char rid[64];
+	fill_row(&row, rid, sizeof rid, 1);
+	row.request_id = id;
+	struct audit_stored_response resp = {.request_id = id,
+					     .body_sha256 = body_hash,
+					     .card_serial_digest = subject,
+					     .response = bytes,
+					     .response_len = n,
+					     .expires_at = expires_at};
+	struct result r;
+	memset(&r, 0, sizeof r);
+	char err[256];
+	assert_int_equal(audit_submit(a, &row, &resp, on_done, &r, err, sizeof err), AUDIT_OK);
+	uv_run(loop, UV_RUN_DEFAULT);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.status, want);
+}
+
+static void a_stored_response_is_returned_for_its_request_id_and_not_after_expiry(void **state)
+{
+	(void)state;
+	enum { SIZE = 100 * 1024 };
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, NULL, 0);
+	unsigned char *bytes = big_response(SIZE, 9);
+	int64_t now = (int64_t)time(NULL);
+	store(a, &loop, "live-request", bytes, SIZE, now + 3600, AUDIT_OK);
+	store(a, &loop, "expired-request", bytes, 10, now - 1, AUDIT_OK);
+
+	struct lookup_job jobs[3] = {
+	    {a, "live-request", 0, {0}}, {a, "expired-request", 0, {0}}, {a, "never-seen", 0, {0}}};
+	pthread_t t[3];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, lookup_thread, &jobs[i]), 0);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(jobs[0].status, AUDIT_OK);
+	assert_int_equal(jobs[0].resp.response_len, SIZE);
+	assert_memory_equal(jobs[0].resp.response, bytes, SIZE);
+	assert_string_equal(jobs[0].resp.body_sha256, body_hash);
+	assert_string_equal(jobs[0].resp.card_serial_digest, subject);
+	assert_int_equal(jobs[0].resp.expires_at, now + 3600);
+	assert_int_equal(jobs[0].resp.seq, 1);
+	assert_int_equal(jobs[1].status, AUDIT_NOT_FOUND);
+	assert_null(jobs[1].resp.response);
+	assert_int_equal(jobs[2].status, AUDIT_NOT_FOUND);
+	audit_response_free(&jobs[0].resp);
+
+	/* The row and its response are one: the row is in the chain. */
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(sql_int(path, "SELECT count(*) FROM stored_responses s JOIN audit_rows r "
+				       "ON r.seq = s.seq AND r.request_id = s.request_id"),
+			 2);
+	free(bytes);
+}
+
+static void a_second_response_for_the_same_request_id_is_a_duplicate(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, NULL, 0);
+	const unsigned char first[] = "first", second[] = "second";
+	int64_t later = (int64_t)time(NULL) + 3600;
+	store(a, &loop, "same-id", first, sizeof first, later, AUDIT_OK);
+	store(a, &loop, "same-id", second, sizeof second, later, AUDIT_DUPLICATE);
+	struct audit_response resp;
+	assert_int_equal(audit_lookup_response(a, "same-id", &resp, NULL, 0), AUDIT_OK);
+	assert_memory_equal(resp.response, first, sizeof first);
+	audit_response_free(&resp);
+	struct audit_metrics m;
+	audit_metrics_snapshot(a, &m);
+	assert_int_equal(m.rows_duplicate, 1);
+	assert_int_equal(m.head_seq, 1);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void expired_responses_are_purged_by_the_writer(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit_options opt = {.db_path = path, .purge_interval_ms = 50};
+	struct audit *a;
+	char err[256];
+	assert_int_equal(audit_open(&loop, &opt, &a, err, sizeof err), AUDIT_OK);
+	const unsigned char body[] = "{}";
+	int64_t now = (int64_t)time(NULL);
+	store(a, &loop, "keep", body, sizeof body, now + 3600, AUDIT_OK);
+	store(a, &loop, "drop", body, sizeof body, now - 1, AUDIT_OK);
+	struct audit_metrics m;
+	for (int i = 0; i < 100; i++) {
+		audit_metrics_snapshot(a, &m);
+		if (m.responses_purged > 0)
+			break;
+		usleep(20000);
+	}
+	assert_int_equal(m.responses_purged, 1);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(sql_int(path, "SELECT count(*) FROM stored_responses"), 1);
+	/* The audit rows stay. */
+	assert_int_equal(sql_int(path, "SELECT count(*) FROM audit_rows"), 2);
+}
+
+/* --- crash, export, checks ------------------------------------------------------------------- */
+
+struct child {
+	struct audit *audit;
+	int fd;
+	int next;
+};
+
+static void child_done(void *arg, int status, int64_t seq, const char *hash);
+
+static void child_submit(struct child *c)
+{
+	struct audit_row row;
+	char id[64];
+	fill_row(&row, id, sizeof id, c->next++);
+	if (audit_submit(c->audit, &row, NULL, child_done, c, NULL, 0) != AUDIT_OK)
+		_exit(3);
+}
+
+static void child_done(void *arg, int status, int64_t seq, const char *hash)
+{
+	(void)hash;
+	struct child *c = arg;
+	if (status != AUDIT_OK || write(c->fd, &seq, sizeof seq) != (ssize_t)sizeof seq)
+		_exit(4);
+	child_submit(c);
+}
+
+static void a_killed_writer_loses_no_row_it_reported_committed(void **state)
+{
+	(void)state;
+	char path[300];
+	new_db(path, sizeof path);
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		uv_loop_t loop;
+		uv_loop_init(&loop);
+		struct audit_options opt = {
+		    .db_path = path, .checkpoint_key_path = key_a, .checkpoint_every_rows = 50};
+		struct child c = {.fd = fds[1]};
+		if (audit_open(&loop, &opt, &c.audit, NULL, 0) != AUDIT_OK)
+			_exit(2);
+		for (int i = 0; i < 64; i++)
+			child_submit(&c);
+		uv_run(&loop, UV_RUN_DEFAULT); /* until killed */
+		_exit(5);
+	}
+	close(fds[1]);
+	int64_t seq, max_told = 0;
+	int told = 0;
+	while (told < 400 && read(fds[0], &seq, sizeof seq) == (ssize_t)sizeof seq) {
+		told++;
+		max_told = seq > max_told ? seq : max_told;
+	}
+	kill(pid, SIGKILL);
+	int wstatus;
+	waitpid(pid, &wstatus, 0);
+	assert_true(WIFSIGNALED(wstatus));
+	while (read(fds[0], &seq, sizeof seq) == (ssize_t)sizeof seq) {
+		told++;
+		max_told = seq > max_told ? seq : max_told;
+	}
+	close(fds[0]);
+	assert_true(told >= 400);
+
+	/* Every row a caller was told about is there, and the chain is whole. */
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
+	assert_true(rep.last_seq >= max_told);
+	print_message("# killed after %d OK callbacks; %lld rows durable\n", told,
+		      (long long)rep.last_seq);
+
+	/* And it goes on from there. */
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct audit *a = open_store(&loop, path, key_a, 0);
+	write_rows(&loop, a, 1, rep.last_seq + 1);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	int64_t before = rep.last_seq;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
+	assert_int_equal(rep.last_seq, before + 1);
+}
+
+static void export_writes_one_json_line_per_row(void **state)
+{
+	(void)state;
+	char path[300];
+	make_db(path, sizeof path, 25, 1000);
+	FILE *out = tmpfile();
+	assert_non_null(out);
+	uint64_t rows = 0;
+	char err[256];
+	if (audit_export(path, out, &rows, err, sizeof err) != AUDIT_OK)
+		fail_msg("audit_export: %s", err);
+	assert_int_equal(rows, 25);
+	rewind(out);
+	char line[8192];
+	int n = 0;
+	while (fgets(line, sizeof line, out) != NULL) {
+		n++;
+		assert_int_equal(line[strlen(line) - 1], '\n');
+		json_error_t jerr;
+		json_t *o = json_loads(line, 0, &jerr);
+		assert_non_null(o);
+		assert_int_equal(json_integer_value(json_object_get(o, "seq")), n);
+		assert_true(json_is_object(json_object_get(o, "terminal")));
+		assert_string_equal(
+		    json_string_value(json_object_get(json_object_get(o, "terminal"), "kiosk")),
+		    "01");
+		assert_string_equal(json_string_value(json_object_get(o, "subject_digest")),
+				    subject);
+		assert_int_equal(strlen(json_string_value(json_object_get(o, "hash"))),
+				 AUDIT_HASH_LEN);
+		assert_int_equal(json_object_size(o), 14);
+		if (n % 7 == 0)
+			assert_true(json_is_null(json_object_get(o, "document_sha256")));
+		json_decref(o);
+	}
+	assert_int_equal(n, 25);
+	fclose(out);
+	assert_int_equal(audit_export("/nonexistent/audit.sqlite", stdout, NULL, err, sizeof err),
+			 AUDIT_ERROR);
+}
+
+static void a_row_with_clear_personal_data_is_refused_without_echoing_it(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, NULL, 0);
+	struct audit_row row;
+	char id[64], err[256];
+	struct result r = {0};
+	fill_row(&row, id, sizeof id, 0);
+	row.subject_digest = "01AB23CD"; /* a card serial in clear */
+	assert_int_equal(audit_submit(a, &row, NULL, on_done, &r, err, sizeof err), AUDIT_INVALID);
+	assert_non_null(strstr(err, "subject_digest"));
+	assert_null(strstr(err, "01AB23CD"));
+	fill_row(&row, id, sizeof id, 0);
+	row.terminal = "[\"not\", \"an object\"]";
+	assert_int_equal(audit_submit(a, &row, NULL, on_done, &r, err, sizeof err), AUDIT_INVALID);
+	fill_row(&row, id, sizeof id, 0);
+	row.outcome = "issued to 山田 太郎";
+	assert_int_equal(audit_submit(a, &row, NULL, on_done, &r, err, sizeof err), AUDIT_INVALID);
+	assert_null(strstr(err, "山田"));
+	fill_row(&row, id, sizeof id, 0);
+	row.time = "2026-11-27T09:00:01Z";
+	assert_int_equal(audit_submit(a, &row, NULL, on_done, &r, err, sizeof err), AUDIT_INVALID);
+	/* A good row with the caller's time keeps it; the terminal is stored canonical. */
+	fill_row(&row, id, sizeof id, 0);
+	row.time = "2026-11-27T09:00:01.123Z";
+	assert_int_equal(audit_submit(a, &row, NULL, on_done, &r, err, sizeof err), AUDIT_OK);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(r.calls, 1);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(sql_int(path, "SELECT count(*) FROM audit_rows WHERE time = "
+				       "'2026-11-27T09:00:01.123Z' AND terminal = "
+				       "'{\"kiosk\":\"01\",\"operator\":\"chain-a\",\"store\":"
+				       "\"012345\"}'"),
+			 1);
+}
+
+static void a_database_changed_at_its_head_is_refused_on_open(void **state)
+{
+	(void)state;
+	char path[300];
+	make_db(path, sizeof path, 5, 1000);
+	sql(path, "UPDATE audit_rows SET outcome = 'BACKEND_ERROR' WHERE seq = 5");
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct audit_options opt = {.db_path = path};
+	struct audit *a = NULL;
+	char err[512];
+	assert_int_equal(audit_open(&loop, &opt, &a, err, sizeof err), AUDIT_ERROR);
+	assert_null(a);
+	assert_non_null(strstr(err, "does not match its hash"));
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void the_subject_digest_is_hmac_sha256(void **state)
+{
+	(void)state;
+	char out[AUDIT_HASH_LEN + 1];
+	/* RFC 4231 test case 2. */
+	assert_int_equal(audit_subject_digest((const unsigned char *)"Jefe", 4,
+					      "what do ya want for nothing?", out),
+			 AUDIT_OK);
+	assert_string_equal(out,
+			    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	assert_int_equal(audit_subject_digest(NULL, 0, "x", out), AUDIT_ERROR);
+	char t[AUDIT_TIME_LEN + 1];
+	audit_format_time(1795741201123, t);
+	assert_string_equal(t, "2026-11-27T01:00:01.123Z");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(a_chain_of_many_rows_verifies_with_its_checkpoints),
+	    cmocka_unit_test(a_changed_column_is_found_by_verify),
+	    cmocka_unit_test(a_deleted_row_is_found_by_verify),
+	    cmocka_unit_test(deleting_rows_a_checkpoint_covers_is_found),
+	    cmocka_unit_test(a_forged_checkpoint_signature_is_found),
+	    cmocka_unit_test(concurrent_requests_are_grouped_and_every_callback_runs_once_with_ok),
+	    cmocka_unit_test(the_chain_continues_across_close_and_reopen),
+	    cmocka_unit_test(close_commits_everything_submitted_and_runs_every_callback),
+	    cmocka_unit_test(a_full_queue_refuses_at_once),
+	    cmocka_unit_test(
+		a_failed_commit_fails_every_row_of_its_batch_and_later_batches_succeed),
+	    cmocka_unit_test(a_stored_response_is_returned_for_its_request_id_and_not_after_expiry),
+	    cmocka_unit_test(a_second_response_for_the_same_request_id_is_a_duplicate),
+	    cmocka_unit_test(expired_responses_are_purged_by_the_writer),
+	    cmocka_unit_test(a_killed_writer_loses_no_row_it_reported_committed),
+	    cmocka_unit_test(export_writes_one_json_line_per_row),
+	    cmocka_unit_test(a_row_with_clear_personal_data_is_refused_without_echoing_it),
+	    cmocka_unit_test(a_database_changed_at_its_head_is_refused_on_open),
+	    cmocka_unit_test(the_subject_digest_is_hmac_sha256),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
