@@ -193,15 +193,6 @@ static void sha256_hex(const void *data, size_t len, char out[HEX_SHA256 + 1])
 	hex_encode(md, sizeof md, out);
 }
 
-/* Standard base64 with padding, no line breaks (EVP_EncodeBlock); malloc'd, NULL on OOM. */
-static char *base64_encode(const unsigned char *in, size_t len)
-{
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out != NULL)
-		EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-	return out;
-}
-
 static void format_utc(time_t t, char *out, size_t size)
 {
 	struct tm tm;
@@ -762,26 +753,38 @@ static void render_work(uv_work_t *w)
 	}
 	EVP_EncodeBlock((unsigned char *)sig_b64, sig, sizeof sig);
 	format_utc(is->issued_at, issued, sizeof issued);
-	char *data = base64_encode(is->doc.pdf, is->doc.pdf_len);
-	json_t *body =
-	    data == NULL
-		? NULL
-		: json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:I, s:i,"
-			    " s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}",
-			    "issuance_id", is->issuance_id, "request_id", is->req.request_id,
-			    "municipality", is->req.municipality, "certificate",
-			    is->req.certificate_name, "issued_at", issued, "subject", "card_serial",
-			    is->card_serial, "digest", is->subject_digest, "plugin", "name",
-			    is->plugin_name, "version", is->plugin_version, "fee",
-			    (json_int_t)hours_fee(&conf->hours, is->req.certificate) *
-				(json_int_t)is->req.copies,
-			    "pages", (int)is->doc.pages, "document", "media_type",
-			    "application/pdf", "sha256", is->doc_sha256, "data", data, "binding",
-			    "alg", "ed25519", "key_id", doc_signer_key_id(svc->signer), "signature",
-			    sig_b64);
-	free(data);
-	is->answer = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	/*
+	 * The 201 body: every member but the document's data through jansson, then the data
+	 * (base64: nothing to escape) spliced in by hand, since jansson would copy and scan the
+	 * ~60 KB string character by character (measured: the largest cost after rendering).
+	 */
+	json_t *body = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:I, s:i,"
+	    " s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}",
+	    "issuance_id", is->issuance_id, "request_id", is->req.request_id, "municipality",
+	    is->req.municipality, "certificate", is->req.certificate_name, "issued_at", issued,
+	    "subject", "card_serial", is->card_serial, "digest", is->subject_digest, "plugin",
+	    "name", is->plugin_name, "version", is->plugin_version, "fee",
+	    (json_int_t)hours_fee(&conf->hours, is->req.certificate) * (json_int_t)is->req.copies,
+	    "pages", (int)is->doc.pages, "document", "media_type", "application/pdf", "sha256",
+	    is->doc_sha256, "data", "", "binding", "alg", "ed25519", "key_id",
+	    doc_signer_key_id(svc->signer), "signature", sig_b64);
+	char *json = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(body);
+	char *hole = json ? strstr(json, "\"data\":\"\"") : NULL;
+	size_t b64_len = 4 * ((is->doc.pdf_len + 2) / 3);
+	if (hole != NULL) {
+		size_t head = (size_t)(hole - json) + strlen("\"data\":\""),
+		       tail = strlen(json) - head;
+		is->answer = malloc(head + b64_len + tail + 1);
+		if (is->answer != NULL) {
+			memcpy(is->answer, json, head);
+			EVP_EncodeBlock((unsigned char *)is->answer + head, is->doc.pdf,
+					(int)is->doc.pdf_len);
+			memcpy(is->answer + head + b64_len, json + head, tail + 1);
+		}
+	}
+	free(json);
 	if (is->answer == NULL) {
 		is->render_status = RENDER_ERROR;
 		snprintf(is->render_reason, sizeof is->render_reason, "out of memory");

@@ -58,6 +58,10 @@ static const char *verify_type_state(const json_t *rec, const char *certificate,
 			const char *no = verify_str(p, "person_no");
 			if (no == NULL || strcmp(no, subject) != 0)
 				continue;
+			/* An attachment (附票) lists persons without a state: being listed is it.
+			 */
+			if (strcmp(certificate, "koseki-attachment") == 0)
+				return NULL;
 			const char *state = verify_str(p, "state");
 			return state != NULL && strcmp(state, "present") == 0
 				   ? NULL

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "doccode.h"
 #include "render.h"
 
@@ -83,6 +84,9 @@ static int cmd_status(const struct ctl_context *ctx, int argc, char **argv);
 static int cmd_help(const struct ctl_context *ctx, int argc, char **argv);
 static int cmd_render(const struct ctl_context *ctx, int argc, char **argv);
 static int cmd_verify(const struct ctl_context *ctx, int argc, char **argv);
+static int cmd_keys(const struct ctl_context *ctx, int argc, char **argv);
+static int cmd_linkage(const struct ctl_context *ctx, int argc, char **argv);
+static int cmd_audit(const struct ctl_context *ctx, int argc, char **argv);
 
 /* The subcommands, in the order usage lists them. Append rows; keep `help` last. */
 static const struct ctl_command ctl_commands[] = {
@@ -94,6 +98,15 @@ static const struct ctl_command ctl_commands[] = {
      cmd_render},
     {"verify", "--public-key PUB.pem CODE",
      "check a page's verification code offline; prints issuance and page", cmd_verify},
+    {"keys", "", "print the document-signing public keys (GET /v1/keys)", cmd_keys},
+    {"linkage", "import FILE.csv [--replace]",
+     "load card_serial,resident_code lines into the linkage table (POST /v1/linkage);\n"
+     "                         --replace makes the file the whole table",
+     cmd_linkage},
+    {"audit", "verify --db AUDIT.sqlite --public-key PUB.pem | export --db AUDIT.sqlite",
+     "check the audit chain and its signed checkpoints, or print its rows as JSON\n"
+     "                         lines (offline, on the file; safe while the daemon runs)",
+     cmd_audit},
     {"help", "", "show this help", cmd_help},
 };
 
@@ -182,13 +195,12 @@ static int ctl_describe_unreachable(const struct ctl_context *ctx, const char *w
  * *json_reply is then NULL.
  */
 static int ctl_request(const struct ctl_context *ctx, const char *method, const char *path,
-		       const json_t *body, long *http_status, json_t **json_reply,
-		       struct ctl_error *err)
+		       const char *body_text, size_t body_len, const char *content_type,
+		       long *http_status, json_t **json_reply, struct ctl_error *err)
 {
 	struct ctl_buffer reply = {0};
 	struct curl_slist *headers = NULL;
-	char *body_text = NULL;
-	char url[2048];
+	char url[2048], type_header[128];
 	char curl_message[CURL_ERROR_SIZE] = "";
 	int rc = CTL_EXIT_OK;
 
@@ -205,14 +217,9 @@ static int ctl_request(const struct ctl_context *ctx, const char *method, const 
 
 	headers = curl_slist_append(headers, "Accept: application/json, application/problem+json");
 	headers = curl_slist_append(headers, "Expect:");
-	if (body != NULL) {
-		body_text = json_dumps(body, JSON_COMPACT);
-		if (body_text == NULL) {
-			rc = ctl_error_set(err, CTL_EXIT_DAEMON_ERROR,
-					   "cannot encode the request body as JSON");
-			goto out;
-		}
-		headers = curl_slist_append(headers, "Content-Type: application/json");
+	if (body_text != NULL) {
+		snprintf(type_header, sizeof type_header, "Content-Type: %s", content_type);
+		headers = curl_slist_append(headers, type_header);
 	}
 	if (headers == NULL) {
 		rc =
@@ -237,7 +244,7 @@ static int ctl_request(const struct ctl_context *ctx, const char *method, const 
 		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body_text ? body_text : "");
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)(body_text ? strlen(body_text) : 0));
+				 (curl_off_t)(body_text ? body_len : 0));
 	}
 
 	CURLcode res = curl_easy_perform(curl);
@@ -280,7 +287,6 @@ static int ctl_request(const struct ctl_context *ctx, const char *method, const 
 out:
 	curl_easy_cleanup(curl);
 	curl_slist_free_all(headers);
-	free(body_text);
 	free(reply.data);
 	return rc;
 }
@@ -338,13 +344,15 @@ static int ctl_report_problem(const struct ctl_context *ctx, const char *method,
  * empty body). Otherwise prints the problem or the transport error to stderr and returns the
  * exit code to use; *json_reply is NULL.
  */
-static int ctl_call(const struct ctl_context *ctx, const char *method, const char *path,
-		    const json_t *body, json_t **json_reply)
+static int ctl_call_raw(const struct ctl_context *ctx, const char *method, const char *path,
+			const char *body_text, size_t body_len, const char *content_type,
+			json_t **json_reply)
 {
 	struct ctl_error err = {{0}};
 	long http_status = 0;
 
-	int rc = ctl_request(ctx, method, path, body, &http_status, json_reply, &err);
+	int rc = ctl_request(ctx, method, path, body_text, body_len, content_type, &http_status,
+			     json_reply, &err);
 	if (rc != CTL_EXIT_OK) {
 		fprintf(stderr, CTL_PROG ": %s\n", err.message);
 		return rc;
@@ -354,6 +362,21 @@ static int ctl_call(const struct ctl_context *ctx, const char *method, const cha
 		json_decref(*json_reply);
 		*json_reply = NULL;
 	}
+	return rc;
+}
+
+/* ctl_call with a JSON body (or none): see ctl_call_raw(). */
+static int ctl_call(const struct ctl_context *ctx, const char *method, const char *path,
+		    const json_t *body, json_t **json_reply)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (body != NULL && text == NULL) {
+		fprintf(stderr, CTL_PROG ": cannot encode the request body as JSON\n");
+		return CTL_EXIT_DAEMON_ERROR;
+	}
+	int rc = ctl_call_raw(ctx, method, path, text, text ? strlen(text) : 0, "application/json",
+			      json_reply);
+	free(text);
 	return rc;
 }
 
@@ -744,6 +767,154 @@ static int cmd_verify(const struct ctl_context *ctx, int argc, char **argv)
 	printf("valid: issuance %s, page %u/%u, document digest %s, key %s\n", info.issuance_id,
 	       info.page, info.pages, info.digest, info.key_id);
 	return CTL_EXIT_OK;
+}
+
+/* cmd_keys: GET /v1/keys; prints each key's id and PEM (or the JSON with --json). */
+static int cmd_keys(const struct ctl_context *ctx, int argc, char **argv)
+{
+	json_t *reply = NULL;
+	if (argc > 1)
+		return ctl_usage_error("keys takes no arguments (got '%s')", argv[1]);
+	int rc = ctl_call(ctx, "GET", "/v1/keys", NULL, &reply);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (ctx->json_output) {
+		ctl_print_json(reply);
+	} else {
+		size_t i;
+		json_t *k;
+		json_array_foreach(json_object_get(reply, "keys"), i, k)
+		{
+			printf("key %s (%s)\n%s", ctl_json_string(k, "key_id"),
+			       ctl_json_string(k, "alg"), ctl_json_string(k, "public_key_pem"));
+		}
+		if (json_array_size(json_object_get(reply, "keys")) == 0)
+			printf("no document keys (the daemon has no issuance section)\n");
+	}
+	json_decref(reply);
+	return CTL_EXIT_OK;
+}
+
+/* Reads a whole file into a malloc'd buffer; NULL with errno set on failure. */
+static char *ctl_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *data = NULL;
+	size_t cap = 0, n = 0;
+	if (f == NULL)
+		return NULL;
+	for (;;) {
+		if (n + 65536 > cap) {
+			char *d = realloc(data, cap = cap ? cap * 2 : 1 << 20);
+			if (d == NULL) {
+				free(data);
+				fclose(f);
+				errno = ENOMEM;
+				return NULL;
+			}
+			data = d;
+		}
+		size_t got = fread(data + n, 1, cap - n, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	int failed = ferror(f);
+	fclose(f);
+	if (failed) {
+		free(data);
+		errno = EIO;
+		return NULL;
+	}
+	*len = n;
+	return data;
+}
+
+/* cmd_linkage: "linkage import FILE [--replace]" through POST /v1/linkage. */
+static int cmd_linkage(const struct ctl_context *ctx, int argc, char **argv)
+{
+	bool replace = false;
+	const char *file = NULL;
+	if (argc < 2 || strcmp(argv[1], "import") != 0)
+		return ctl_usage_error("linkage: the subcommand is 'import FILE.csv [--replace]'");
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--replace") == 0)
+			replace = true;
+		else if (file == NULL && argv[i][0] != '-')
+			file = argv[i];
+		else
+			return ctl_usage_error("linkage import: unexpected '%s'", argv[i]);
+	}
+	if (file == NULL)
+		return ctl_usage_error("linkage import needs the CSV file");
+	size_t len = 0;
+	char *csv = ctl_read_file(file, &len);
+	if (csv == NULL) {
+		fprintf(stderr, CTL_PROG ": cannot read %s: %s\n", file, strerror(errno));
+		return CTL_EXIT_DAEMON_ERROR;
+	}
+	json_t *reply = NULL;
+	int rc = ctl_call_raw(ctx, "POST", replace ? "/v1/linkage?replace=true" : "/v1/linkage",
+			      csv, len, "text/csv", &reply);
+	free(csv);
+	if (rc == CTL_EXIT_OK) {
+		if (ctx->json_output)
+			ctl_print_json(reply);
+		else
+			printf("imported %lld card(s)%s; the table now links %lld card(s)\n",
+			       (long long)json_integer_value(json_object_get(reply, "imported")),
+			       replace ? " (replacing the table)" : "",
+			       (long long)json_integer_value(json_object_get(reply, "cards")));
+	}
+	json_decref(reply);
+	return rc;
+}
+
+/* cmd_audit: "audit verify --db F --public-key P" and "audit export --db F", offline. */
+static int cmd_audit(const struct ctl_context *ctx, int argc, char **argv)
+{
+	const char *db = NULL, *pub = NULL;
+	char err[512];
+	(void)ctx;
+	if (argc < 2 || (strcmp(argv[1], "verify") != 0 && strcmp(argv[1], "export") != 0))
+		return ctl_usage_error("audit: the subcommand is 'verify' or 'export'");
+	bool verify = strcmp(argv[1], "verify") == 0;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
+			db = argv[++i];
+		else if (verify && strcmp(argv[i], "--public-key") == 0 && i + 1 < argc)
+			pub = argv[++i];
+		else
+			return ctl_usage_error("audit %s: unexpected '%s'", argv[1], argv[i]);
+	}
+	if (db == NULL || (verify && pub == NULL))
+		return ctl_usage_error(verify ? "audit verify needs --db AUDIT.sqlite and "
+						"--public-key PUB.pem"
+					      : "audit export needs --db AUDIT.sqlite");
+	if (!verify) {
+		uint64_t rows = 0;
+		if (audit_export(db, stdout, &rows, err, sizeof err) != AUDIT_OK) {
+			fprintf(stderr, CTL_PROG ": %s\n", err);
+			return CTL_EXIT_DAEMON_ERROR;
+		}
+		fprintf(stderr, CTL_PROG ": exported %llu row(s)\n", (unsigned long long)rows);
+		return CTL_EXIT_OK;
+	}
+	struct audit_verify_report rep;
+	int rc = audit_verify(db, pub, &rep, err, sizeof err);
+	if (rc == AUDIT_OK) {
+		printf("audit chain intact: %llu row(s), %llu signed checkpoint(s), head %lld %s\n",
+		       (unsigned long long)rep.rows_checked,
+		       (unsigned long long)rep.checkpoints_checked, (long long)rep.last_seq,
+		       rep.last_hash);
+		return CTL_EXIT_OK;
+	}
+	if (rc == AUDIT_CORRUPT)
+		fprintf(stderr, CTL_PROG ": the audit chain does NOT verify at row %lld: %s\n",
+			(long long)rep.first_bad_seq, rep.problem);
+	else
+		fprintf(stderr, CTL_PROG ": %s\n", err);
+	return CTL_EXIT_DAEMON_ERROR;
 }
 
 /* ctl_usage: the full help text, generated from ctl_commands[]; to `out`. */

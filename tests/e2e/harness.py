@@ -109,6 +109,10 @@ _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
 
 
 def _yaml_scalar(v):
+    if isinstance(v, (list, tuple)):
+        # A flow sequence of scalars: ["141003"], ["12-29..01-03", "05-03"].
+        return "[" + ", ".join(_yaml_scalar(x) if isinstance(x, (bool, int))
+                               else json.dumps(str(x)) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -123,7 +127,8 @@ def _yaml_scalar(v):
 
 
 def to_yaml(obj, indent=0):
-    """Block-style YAML for nested dicts of scalars (the shape of madoguchi.yaml)."""
+    """Block-style YAML for nested dicts of scalars and lists of scalars (the shape of
+    madoguchi.yaml)."""
     out = []
     pad = "  " * indent
     for k, v in obj.items():
@@ -183,11 +188,15 @@ class Daemon:
 
     _all = []
 
-    def __init__(self, config=None, pki=True):
+    def __init__(self, config=None, pki=True, pki_dir=None):
+        """pki: make a dev PKI in DIR/pki; pki_dir: use that existing PKI instead (linked as
+        DIR/pki, so several daemons of one test share its cards)."""
         self.dir = tempfile.mkdtemp(prefix="mdg-e2e-")
         self.pki = os.path.join(self.dir, "pki")
         os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
-        if pki:
+        if pki_dir is not None:
+            os.symlink(os.path.abspath(pki_dir), self.pki)
+        elif pki:
             make_pki(self.pki)
         self.config = merge(default_config(), config or {})
         self.config_path = os.path.join(self.dir, "madoguchi.yaml")

@@ -112,6 +112,16 @@ static void type_states_decide_what_is_issuable(void **state)
 		record_item_set(p, "state", states[i]);
 		assert_int_equal(check(r, &kf), i == 0 ? VERIFY_NOT_ISSUABLE : VERIFY_OK);
 	}
+
+	/* An attachment lists its persons without a state: the subject being listed is it. */
+	struct verify_expect ka = expect_for("koseki-attachment");
+	for (int listed = 0; listed < 2; listed++) {
+		r = rec("koseki-attachment", "12345678901", "active", 1, NOW);
+		record_set(r, "subject_person_no", "2");
+		mdg_item *p = record_add_item(r, "persons");
+		record_item_set(p, "person_no", listed ? "2" : "1");
+		assert_int_equal(check(r, &ka), listed ? VERIFY_OK : VERIFY_NOT_ISSUABLE);
+	}
 }
 
 static void old_versions_and_old_data_are_not_current(void **state)
