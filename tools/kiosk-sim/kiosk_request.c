@@ -109,59 +109,40 @@ static char *kiosk_b64_encode(const unsigned char *in, size_t len)
 	return out;
 }
 
-static int kiosk_b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /*
  * Strictly decodes standard padded base64 (len a multiple of 4, '=' only as the last one or two
  * characters) into a new buffer *out of *out_len bytes.  Returns 0, -1 on bad input (nothing
- * allocated), -2 out of memory.
+ * allocated), -2 out of memory.  The characters are checked here (EVP_DecodeBlock would skip
+ * white space); the decoding itself is OpenSSL's, several times faster than a loop by hand on a
+ * 60 KB document.
  */
 static int kiosk_b64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
 {
 	*out = NULL;
 	*out_len = 0;
-	if (len % 4 != 0)
+	if (len % 4 != 0 || len > (size_t)INT32_MAX)
 		return -1;
 	size_t pad = 0;
 	if (len > 0 && in[len - 1] == '=')
 		pad++;
 	if (len > 1 && in[len - 2] == '=')
 		pad++;
+	for (size_t i = 0; i < len - pad; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '+' || c == '/'))
+			return -1;
+	}
 	unsigned char *buf = malloc(len / 4 * 3 + 1);
 	if (buf == NULL)
 		return -2;
-	size_t o = 0;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4];
-		for (int k = 0; k < 4; k++) {
-			bool padded = i + (size_t)k >= len - pad;
-			v[k] = padded ? 0 : kiosk_b64_value((unsigned char)in[i + (size_t)k]);
-			if (v[k] < 0) {
-				free(buf);
-				return -1;
-			}
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-			     (uint32_t)v[3];
-		buf[o++] = (unsigned char)(w >> 16);
-		buf[o++] = (unsigned char)(w >> 8);
-		buf[o++] = (unsigned char)w;
+	int n = len == 0 ? 0 : EVP_DecodeBlock(buf, (const unsigned char *)in, (int)len);
+	if (n < 0 || (size_t)n < pad) {
+		free(buf);
+		return -1;
 	}
 	*out = buf;
-	*out_len = o - pad;
+	*out_len = (size_t)n - pad;
 	return 0;
 }
 
@@ -644,6 +625,35 @@ static int kiosk_binding_ok(const EVP_PKEY *pub, const char *text, size_t text_l
 	return rc;
 }
 
+/*
+ * The start of the value of the body's only `"data":"` member (just after its opening quote),
+ * or NULL when there is none or more than one.
+ */
+static const char *kiosk_find_data(const char *body, size_t len)
+{
+	static const char key[] = "\"data\":\"";
+	const size_t k = sizeof key - 1;
+	const char *found = NULL;
+	for (const char *p = body; (size_t)(p - body) + k <= len;) {
+		const char *q = memchr(p, '"', len - (size_t)(p - body));
+		if (q == NULL || (size_t)(q - body) + k > len)
+			break;
+		if (memcmp(q, key, k) == 0) {
+			if (found != NULL)
+				return NULL;
+			found = q + k;
+			/* Skip the value: base64 holds no quote. */
+			const char *end = memchr(found, '"', len - (size_t)(found - body));
+			if (end == NULL)
+				return NULL;
+			p = end + 1;
+			continue;
+		}
+		p = q + 1;
+	}
+	return found;
+}
+
 int kiosk_response_verify(const struct kiosk_request *req, const struct kiosk_keyring *keys,
 			  const char *body, size_t len, struct kiosk_issuance *out,
 			  struct kiosk_error *err)
@@ -651,7 +661,26 @@ int kiosk_response_verify(const struct kiosk_request *req, const struct kiosk_ke
 	if (out != NULL)
 		memset(out, 0, sizeof *out);
 	json_error_t je;
-	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	/*
+	 * The document's base64 is most of the body; jansson would scan and copy it character by
+	 * character.  It is cut out here and the rest parsed: the parse must then show an empty
+	 * document.data exactly where it was cut, or the body is refused as malformed.
+	 */
+	const char *cut = kiosk_find_data(body, len);
+	const char *cut_end = cut ? memchr(cut, '"', len - (size_t)(cut - body)) : NULL;
+	char *rest = NULL;
+	size_t data_len = 0;
+	json_t *root = NULL;
+	if (cut_end != NULL && (rest = malloc(len - (size_t)(cut_end - cut) + 1)) != NULL) {
+		size_t head = (size_t)(cut - body);
+		data_len = (size_t)(cut_end - cut);
+		memcpy(rest, body, head);
+		memcpy(rest + head, cut_end, len - head - data_len);
+		root = json_loadb(rest, len - data_len, JSON_REJECT_DUPLICATES, &je);
+	} else if (cut == NULL) {
+		root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	}
+	free(rest);
 	unsigned char *doc = NULL, *sig = NULL;
 	size_t doc_len = 0, sig_len = 0;
 	char *text = NULL;
@@ -723,7 +752,13 @@ int kiosk_response_verify(const struct kiosk_request *req, const struct kiosk_ke
 		    kiosk_fail(err, KIOSK_VERIFY_MALFORMED, "document.sha256 is not 64 hex digits");
 		goto done;
 	}
-	int b = kiosk_b64_decode(data, strlen(data), &doc, &doc_len);
+	if (cut != NULL && data[0] != '\0') {
+		rc = kiosk_fail(err, KIOSK_VERIFY_MALFORMED,
+				"the 201 body has more than one \"data\" member");
+		goto done;
+	}
+	int b = cut != NULL ? kiosk_b64_decode(cut, data_len, &doc, &doc_len)
+			    : kiosk_b64_decode(data, strlen(data), &doc, &doc_len);
 	if (b != 0) {
 		rc = kiosk_fail(err, b == -2 ? KIOSK_VERIFY_ERROR : KIOSK_VERIFY_MALFORMED, "%s",
 				b == -2 ? "out of memory"

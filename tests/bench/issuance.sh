@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# issuance.sh: issuances per second and latency of POST /v1/issuances (issue 5).
+#
+# Usage: tests/bench/issuance.sh [COUNT] [BUILDDIR]   (default COUNT=20000, BUILDDIR=build)
+#
+# Lays out a demo appliance in a temporary directory (scripts/demo-city, scripts/dev-pki with
+# 300 cards), starts madoguchid with the sqlite-registry plugin, every type open, a durable
+# audit (WAL, synchronous=FULL) and TLS on the store listener, loads the linkage table, then
+# drives it with madoguchi-kiosk-sim (one-page residence certificates, TLS keep-alive):
+#   1. closed loop, COUNT requests over 64 connections: the highest rate it sustains;
+#   2. open loop at 80 % of that rate for 15 s: p50 and p99 latency (from each request's due
+#      time, so a queue cannot hide);
+# and prints the audit's rows, commits and rows per commit from the daemon's metrics.
+# Client and daemon share the machine's cores; the figures are for the pair.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+count=${1:-20000}
+build=${2:-$top/build}
+for f in core/madoguchid ctl/madoguchictl tools/kiosk-sim/madoguchi-kiosk-sim; do
+    [[ -x "$build/$f" ]] || { echo "issuance.sh: build first (./scripts/build)" >&2; exit 1; }
+done
+tmp=$(mktemp -d)
+daemon=
+cleanup() {
+    [[ -z "$daemon" ]] || { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null || true; }
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+echo "issuance bench: preparing a demo appliance in $tmp"
+"$top/scripts/demo-city" --out "$tmp" --residents 3000 >/dev/null
+"$top/scripts/dev-pki" --cards "$tmp/demo/linkage.csv" --card-count 300 "$tmp/pki" >/dev/null
+mkdir -p "$tmp/data"
+cat >"$tmp/madoguchi.yaml" <<YAML
+data_dir: $tmp/data
+listeners:
+  store:
+    address: 127.0.0.1
+    port: 0
+    tls: {certificate: $tmp/pki/server.pem, key: $tmp/pki/server.key, client_ca: $tmp/pki/store-ca.pem}
+    limits: {max_connections: 4096}
+  admin: {unix: $tmp/admin.sock}
+  metrics: {address: 127.0.0.1, port: 0}
+log: {level: info, access: false}
+plugin_dir: $build/plugins/.libs
+plugins:
+  registry:
+    file: sqlite-registry.so
+    max_in_flight: 1024
+    config: {database: $tmp/registry.sqlite}
+issuance:
+  municipalities: ["141003"]
+  municipality_name: 横浜市中区
+  document_key: $tmp/pki/document.key
+  card_proof: {ca: $tmp/pki/card-ca.pem}
+  audit: {queue_limit: 65536}
+  certificates:
+    residence: {plugin: registry, always_open: true}
+YAML
+"$build/core/madoguchid" --config "$tmp/madoguchi.yaml" 2>"$tmp/daemon.log" &
+daemon=$!
+for _ in $(seq 100); do
+    grep -q '"event":"started"' "$tmp/daemon.log" 2>/dev/null && break
+    kill -0 "$daemon" 2>/dev/null || { cat "$tmp/daemon.log" >&2; exit 1; }
+    sleep 0.1
+done
+port() { grep "\"listener\":\"$1\"" "$tmp/daemon.log" | grep -o '"port":[0-9]*' | head -1 | cut -d: -f2; }
+store=$(port store)
+metrics=$(port metrics)
+"$build/ctl/madoguchictl" --socket "$tmp/admin.sock" linkage import "$tmp/demo/linkage.csv"
+
+sim=("$build/tools/kiosk-sim/madoguchi-kiosk-sim" --url "https://127.0.0.1:$store"
+    --ca "$tmp/pki/store-ca.pem" --cert "$tmp/pki/center.pem" --key "$tmp/pki/center.key"
+    --cards "$tmp/pki/cards" --residents "$tmp/demo/residents.jsonl" --certificate residence
+    --json)
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+echo "1. closed loop: $count requests over 64 connections"
+"${sim[@]}" --count "$count" --connections 64 >"$tmp/closed.json" || true
+rate=$(field 'round(d["rate_per_s"])' <"$tmp/closed.json")
+field '"   %d answered (%s), %.0f issuances/s, p50 %.1f ms, p99 %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["mismatches"])' <"$tmp/closed.json"
+
+target=$((rate * 8 / 10))
+echo "2. open loop at 80 % of that: $target/s for 15 s"
+"${sim[@]}" --rate "$target" --duration 15 --connections 256 >"$tmp/open.json" || true
+field '"   %d answered (%s), %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["latency_ms"]["max"], d["mismatches"])' <"$tmp/open.json"
+
+echo "3. audit"
+curl -s "http://127.0.0.1:$metrics/metrics" | python3 -c '
+import sys
+m = {}
+for line in sys.stdin:
+    if line.startswith("#") or not line.strip():
+        continue
+    k, v = line.rsplit(" ", 1)
+    m[k] = float(v)
+rows = m.get("madoguchi_audit_rows_total{result=\"committed\"}", 0)
+commits = m.get("madoguchi_audit_commits_total", 0)
+print("   %d rows in %d commits (fsyncs): %.1f rows per commit; last commit %.1f ms"
+      % (rows, commits, rows / commits if commits else 0,
+         m.get("madoguchi_audit_last_commit_microseconds", 0) / 1000))
+'
+"$build/ctl/madoguchictl" audit verify --db "$tmp/data/audit.sqlite" --public-key "$tmp/pki/document.pub"
