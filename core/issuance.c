@@ -98,7 +98,14 @@ struct issuance_service {
 	struct audit *audit;
 	unsigned char subject_key[SUBJECT_KEY_LEN];
 	char *keys_json; /* the answer of GET /v1/keys */
-	uint64_t next_serial;
+	/* Issuance serials: handed out from a block reserved durably in data_dir/issuance.serial
+	 * beforehand, so no serial is given twice even after a crash (a crash skips the rest of
+	 * the block).  The next block is reserved on the pool when half of this one is used. */
+	uint64_t next_serial, serial_limit;
+	char *serial_path;
+	uv_work_t serial_work;
+	bool serial_reserving;
+	int serial_status;
 	struct issuance *live; /* every issuance not yet freed */
 	bool closing;
 	/* Metrics: per type, plugin route and outcome, created on first use. */
@@ -172,6 +179,7 @@ struct issuance {
 };
 
 static void is_maybe_free(struct issuance *is);
+static void is_audit(struct issuance *is, size_t outcome, bool with_document);
 static void is_fail(struct issuance *is, const char *code, const char *detail, json_t *extra);
 
 /* ------------------------------------------------------------------------------ helpers */
@@ -375,6 +383,18 @@ static void audit_done(void *arg, int status, int64_t seq, const char *hash)
 	(void)hash;
 	is->audit_busy = false;
 	size_t outcome = is->outcome;
+	if (status == AUDIT_DUPLICATE && outcome == 0) {
+		/* An identical request_id committed its answer meanwhile (two requests raced past
+		 * step 5): this one's row was not written.  Record it as the conflict it is. */
+		free(is->answer);
+		is->answer = NULL;
+		is->answer_len = 0;
+		snprintf(is->detail, sizeof is->detail,
+			 "a request with this request_id was answered meanwhile; send it again to "
+			 "get the stored answer");
+		is_audit(is, outcome_index("REQUEST_ID_CONFLICT"), false);
+		return;
+	}
 	if (status != AUDIT_OK) {
 		log_event(LOG_ERROR, "audit_commit_failed", "{s:s, s:s}", "request", is->http_id,
 			  "outcome", outcomes[outcome].code);
@@ -637,15 +657,86 @@ static void proof_done(struct issuance *is)
 		is_fail(is, "BACKEND_ERROR", "the backend could not start the request", NULL);
 }
 
-/* The issuance id: municipality, Tokyo date, and a serial unique across restarts. */
-static void make_issuance_id(struct issuance *is)
+#define SERIAL_BLOCK 10000u
+
+/* Writes "limit\n" to path durably (write, fsync, rename).  0 or -1.  Any thread. */
+static int serial_store(const char *path, uint64_t limit)
 {
+	char tmp[4096];
+	int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof tmp)
+		return -1;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return -1;
+	char text[32];
+	int len = snprintf(text, sizeof text, "%llu\n", (unsigned long long)limit);
+	int ok = write(fd, text, (size_t)len) == len && fsync(fd) == 0;
+	ok = close(fd) == 0 && ok && rename(tmp, path) == 0;
+	return ok ? 0 : -1;
+}
+
+static void serial_work(uv_work_t *w)
+{
+	struct issuance_service *svc = w->data;
+	svc->serial_status = serial_store(svc->serial_path, svc->serial_limit + SERIAL_BLOCK);
+}
+
+static void serial_done(uv_work_t *w, int status)
+{
+	struct issuance_service *svc = w->data;
+	svc->serial_reserving = false;
+	if (status == 0 && svc->serial_status == 0)
+		svc->serial_limit += SERIAL_BLOCK;
+	else
+		log_event(LOG_ERROR, "serial_reserve_failed", "{s:s}", "path", svc->serial_path);
+}
+
+/*
+ * The issuance id: municipality, Tokyo date, and a serial never handed out before.  Returns
+ * -1 when the reserved serials ran out (the next block could not be written).
+ */
+static int make_issuance_id(struct issuance *is)
+{
+	struct issuance_service *svc = is->svc;
+	if (svc->next_serial >= svc->serial_limit)
+		return -1;
+	if (!svc->serial_reserving && !svc->closing &&
+	    svc->serial_limit - svc->next_serial < SERIAL_BLOCK / 2) {
+		svc->serial_work.data = svc;
+		svc->serial_reserving =
+		    uv_queue_work(svc->loop, &svc->serial_work, serial_work, serial_done) == 0;
+	}
 	time_t jst = is->issued_at + 9 * 3600;
 	struct tm tm;
 	gmtime_r(&jst, &tm);
 	snprintf(is->issuance_id, sizeof is->issuance_id, "%s-%04d%02d%02d-%06llu",
 		 is->req.municipality, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-		 (unsigned long long)is->svc->next_serial++);
+		 (unsigned long long)svc->next_serial++);
+	return 0;
+}
+
+/* At start: the first serial from the file (or after the audit's rows), a block reserved. */
+static int serial_open(struct issuance_service *svc, uint64_t floor, char *msg, size_t msg_size)
+{
+	FILE *f = fopen(svc->serial_path, "r");
+	unsigned long long v = 0;
+	if (f != NULL) {
+		if (fscanf(f, "%llu", &v) != 1) {
+			fclose(f);
+			snprintf(msg, msg_size, "%s: expected the next issuance serial (a number)",
+				 svc->serial_path);
+			return -1;
+		}
+		fclose(f);
+	}
+	svc->next_serial = v > floor ? v : floor;
+	svc->serial_limit = svc->next_serial + SERIAL_BLOCK;
+	if (serial_store(svc->serial_path, svc->serial_limit) != 0) {
+		snprintf(msg, msg_size, "cannot write %s: %s", svc->serial_path, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* Step 11, on the loop: what the plugin answered, checked. */
@@ -713,7 +804,10 @@ static void fetch_done(void *arg, int status, mdg_record *record, const char *re
 	}
 	is->record = record;
 	is->issued_at = now;
-	make_issuance_id(is);
+	if (make_issuance_id(is) != 0) {
+		is_fail(is, "OVERLOADED", "no issuance serial is reserved; retry shortly", NULL);
+		return;
+	}
 	is_queue_work(is, WORK_RENDER);
 }
 
@@ -1170,7 +1264,10 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	}
 	struct audit_metrics am;
 	audit_metrics_snapshot(svc->audit, &am);
-	svc->next_serial = (uint64_t)am.head_seq + 1;
+	svc->serial_path = data_path(cfg, "issuance.serial");
+	if (svc->serial_path == NULL ||
+	    serial_open(svc, (uint64_t)am.head_seq + 1, msg, msg_size) != 0)
+		goto fail;
 
 	char *pem = doc_signer_public_pem(svc->signer);
 	json_t *keys =
@@ -1227,12 +1324,19 @@ void issuance_service_shutdown(struct issuance_service *svc)
 		uv_close((uv_handle_t *)&svc->metrics_timer, NULL);
 	audit_close(svc->audit); /* commits what was submitted and runs the callbacks */
 	svc->audit = NULL;
+	/* A clean stop gives back the unused part of the block (at shutdown, so blocking is
+	 * fine); a reservation still on the pool would overwrite it, so only without one. */
+	if (svc->serial_path != NULL && !svc->serial_reserving &&
+	    serial_store(svc->serial_path, svc->next_serial) != 0)
+		log_event(LOG_WARN, "serial_store_failed", "{s:s}", "path", svc->serial_path);
 }
 
 void issuance_service_free(struct issuance_service *svc)
 {
 	if (svc == NULL)
 		return;
+	while (svc->serial_reserving) /* a block reservation still on the pool */
+		uv_run(svc->loop, UV_RUN_ONCE);
 	if (svc->audit != NULL)
 		audit_close(svc->audit);
 	cardproof_ctx_free(svc->cards);
@@ -1240,6 +1344,7 @@ void issuance_service_free(struct issuance_service *svc)
 	linkage_free(svc->linkage);
 	gate_free(svc->gate);
 	free(svc->keys_json);
+	free(svc->serial_path);
 	config_unref(svc->cfg);
 	free(svc);
 }
