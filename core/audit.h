@@ -31,6 +31,8 @@
 
 #include <uv.h>
 
+#include "metrics.h"
+
 #define AUDIT_HASH_LEN	    64 /* lower-case hex SHA-256 / HMAC-SHA256 */
 #define AUDIT_TIME_LEN	    24 /* 2026-11-27T09:00:01.123Z */
 #define AUDIT_KEY_ID_LEN    16 /* first 16 hex of SHA-256 of the raw Ed25519 public key */
@@ -103,6 +105,10 @@ struct audit_options {
 	uint32_t checkpoint_interval_ms; /* a checkpoint at least this often when rows came;
 					    default 60000 */
 	uint32_t purge_interval_ms;	 /* expired responses deleted this often; default 60000 */
+	/* Optional: each committed batch's duration (seconds) and rows, observed from the writer
+	 * thread (metrics.h histograms are safe from any thread). */
+	struct metric_histogram *commit_seconds;
+	struct metric_histogram *batch_rows;
 };
 
 /* Counters of the store; a consistent copy from audit_metrics_snapshot(). */

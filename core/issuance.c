@@ -114,8 +114,9 @@ struct issuance_service {
 	struct metric_histogram *m_latency[RECORD_CERTIFICATE_TYPE_COUNT];
 	metric_value *m_integrity_faults;
 	metric_value *m_in_flight;
-	metric_value *m_audit_rows, *m_audit_batches, *m_audit_failed, *m_audit_commit_us;
-	metric_value *m_audit_avg_batch_milli, *m_linkage_cards;
+	metric_value *m_audit_rows, *m_audit_failed;
+	struct metric_histogram *m_commit_seconds, *m_batch_rows;
+	metric_value *m_linkage_cards;
 	uv_timer_t metrics_timer;
 };
 
@@ -244,10 +245,7 @@ static void metrics_tick(uv_timer_t *t)
 	struct audit_metrics m;
 	audit_metrics_snapshot(svc->audit, &m);
 	metrics_set(svc->m_audit_rows, (int64_t)m.rows_committed);
-	metrics_set(svc->m_audit_batches, (int64_t)m.batches);
 	metrics_set(svc->m_audit_failed, (int64_t)m.rows_failed);
-	metrics_set(svc->m_audit_commit_us, (int64_t)m.last_commit_us);
-	metrics_set(svc->m_audit_avg_batch_milli, (int64_t)(m.avg_batch_rows * 1000));
 	metrics_set(svc->m_linkage_cards, (int64_t)linkage_count(svc->linkage));
 }
 
@@ -280,22 +278,22 @@ static void metrics_setup(struct issuance_service *svc)
 			   "");
 	struct metric_family *audit =
 	    metrics_family("madoguchi_audit_rows_total",
-			   "Audit rows, by whether their batch committed.", METRIC_GAUGE);
+			   "Audit rows, by whether their batch committed.", METRIC_COUNTER);
 	svc->m_audit_rows = metrics_series(audit, "result=\"committed\"");
 	svc->m_audit_failed = metrics_series(audit, "result=\"failed\"");
-	svc->m_audit_batches = metrics_series(
-	    metrics_family("madoguchi_audit_commits_total",
-			   "Audit transactions committed (one fsync each).", METRIC_GAUGE),
-	    "");
-	svc->m_audit_commit_us = metrics_series(
-	    metrics_family("madoguchi_audit_last_commit_microseconds",
-			   "Duration of the last audit commit (BEGIN to COMMIT done).",
-			   METRIC_GAUGE),
-	    "");
-	svc->m_audit_avg_batch_milli = metrics_series(
-	    metrics_family("madoguchi_audit_batch_rows_average_milli",
-			   "Average rows per audit commit, times 1000.", METRIC_GAUGE),
-	    "");
+	static const double commit_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
+					       0.02,   0.05,  0.1,   0.25,  0.5};
+	static const double row_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+	svc->m_commit_seconds = metrics_histogram(
+	    metrics_family("madoguchi_audit_commit_duration_seconds",
+			   "Audit commits (one fsync each): BEGIN to COMMIT done.",
+			   METRIC_HISTOGRAM),
+	    "", commit_bounds, sizeof commit_bounds / sizeof commit_bounds[0]);
+	svc->m_batch_rows = metrics_histogram(
+	    metrics_family("madoguchi_audit_batch_rows",
+			   "Rows per audit commit (group commit of concurrent issuances).",
+			   METRIC_HISTOGRAM),
+	    "", row_bounds, sizeof row_bounds / sizeof row_bounds[0]);
 	svc->m_linkage_cards = metrics_series(
 	    metrics_family("madoguchi_linkage_cards", "Cards in the linkage table.", METRIC_GAUGE),
 	    "");
@@ -396,7 +394,7 @@ static void audit_done(void *arg, int status, int64_t seq, const char *hash)
 		return;
 	}
 	if (status != AUDIT_OK) {
-		log_event(LOG_ERROR, "audit_commit_failed", "{s:s, s:s}", "request", is->http_id,
+		log_event(LOG_ERROR, "issuance_not_audited", "{s:s, s:s}", "request", is->http_id,
 			  "outcome", outcomes[outcome].code);
 		if (outcome == 0) { /* no commit, no document */
 			outcome = outcome_index("AUDIT_UNAVAILABLE");
@@ -1250,7 +1248,10 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	if (linkage_open(linkage_db, &svc->linkage, msg, msg_size) != 0)
 		goto fail;
 	svc->gate = gate_new();
+	metrics_setup(svc);
 	struct audit_options ao = {
+	    .commit_seconds = svc->m_commit_seconds,
+	    .batch_rows = svc->m_batch_rows,
 	    .db_path = audit_db,
 	    .checkpoint_key_path = conf->document_key,
 	    .queue_limit = conf->audit.queue_limit,
@@ -1281,7 +1282,6 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 		snprintf(msg, msg_size, "out of memory");
 		goto fail;
 	}
-	metrics_setup(svc);
 	uv_timer_init(loop, &svc->metrics_timer);
 	svc->metrics_timer.data = svc;
 	uv_timer_start(&svc->metrics_timer, metrics_tick, 0, 1000);

@@ -94,10 +94,11 @@ for line in sys.stdin:
         continue
     k, v = line.rsplit(" ", 1)
     m[k] = float(v)
-rows = m.get("madoguchi_audit_rows_total{result=\"committed\"}", 0)
-commits = m.get("madoguchi_audit_commits_total", 0)
-print("   %d rows in %d commits (fsyncs): %.1f rows per commit; last commit %.1f ms"
+rows = m.get("madoguchi_audit_batch_rows_sum", 0)
+commits = m.get("madoguchi_audit_batch_rows_count", 0)
+secs = m.get("madoguchi_audit_commit_duration_seconds_sum", 0)
+print("   %d rows in %d commits (fsyncs): %.1f rows per commit, %.2f ms per commit"
       % (rows, commits, rows / commits if commits else 0,
-         m.get("madoguchi_audit_last_commit_microseconds", 0) / 1000))
+         1000 * secs / commits if commits else 0))
 '
 "$build/ctl/madoguchictl" audit verify --db "$tmp/data/audit.sqlite" --public-key "$tmp/pki/document.pub"
