@@ -23,6 +23,7 @@
 #include <hb-ot.h>
 #include <hb-subset.h>
 #include <hb.h>
+#include <libdeflate.h>
 #include <pango/pango.h>
 #include <zlib.h>
 
@@ -116,6 +117,7 @@ struct pdf_doc {
 	size_t attr_cap;
 	struct pdf_use use[PDF_FACE_COUNT];
 	hb_buffer_t *hb;
+	struct libdeflate_compressor *deflater; /* made on first use */
 	/* Graphics state of the current page, so unchanged settings are not written again. */
 	double fill[3], stroke[3], line_width;
 };
@@ -344,6 +346,7 @@ void pdf_doc_free(struct pdf_doc *doc)
 		free(doc->use[f].list);
 	}
 	hb_buffer_destroy(doc->hb);
+	libdeflate_free_compressor(doc->deflater);
 	free(doc);
 }
 
@@ -806,15 +809,24 @@ static void pdf_stream(struct pdf_doc *doc, int obj, const char *dict, const uns
 	pdf_puts(doc, o, "\nendstream\nendobj\n");
 }
 
-/* A stream deflated when that pays (content streams); falls back to stored when zlib fails. */
+/*
+ * A stream deflated when that pays (content streams); stored when compression fails.
+ * libdeflate rather than zlib: same format (zlib-wrapped DEFLATE, as FlateDecode reads it), at
+ * a third of zlib's time for these whole-buffer streams (zlib took 28 % of a document).
+ */
 static void pdf_stream_maybe_deflate(struct pdf_doc *doc, int obj, const char *dict,
 				     const unsigned char *data, size_t len)
 {
 	if (len >= PDF_DEFLATE_MIN) {
-		uLongf zlen = compressBound(len);
+		if (doc->deflater == NULL)
+			doc->deflater = libdeflate_alloc_compressor(1);
 		struct pdf_buf *z = &doc->scratch;
-		if (PDF_RESERVE(doc, z->d, z->cap, zlen) == 0 &&
-		    compress2(z->d, &zlen, data, len, 1) == Z_OK) {
+		size_t bound =
+		    doc->deflater ? libdeflate_zlib_compress_bound(doc->deflater, len) : 0;
+		size_t zlen = 0;
+		if (bound > 0 && PDF_RESERVE(doc, z->d, z->cap, bound) == 0)
+			zlen = libdeflate_zlib_compress(doc->deflater, data, len, z->d, bound);
+		if (zlen > 0) {
 			pdf_stream(doc, obj, dict, z->d, zlen, 1);
 			return;
 		}
