@@ -40,6 +40,7 @@
 #include <sqlite3.h>
 
 #include "audit.h"
+#include "ossl.h"
 #include "log.h"
 
 #define AUDIT_APPLICATION_ID   0x4d444741 /* "MDGA" in the SQLite header (1296320321) */
@@ -187,18 +188,6 @@ static int audit_fail(char *err, size_t err_size, int status, const char *fmt, .
 	return status;
 }
 
-/* The OpenSSL error queue's last reason, cleared. */
-static const char *audit_ssl_reason(char *buf, size_t size)
-{
-	unsigned long e = ERR_peek_last_error();
-	if (e == 0)
-		snprintf(buf, size, "no detail from OpenSSL");
-	else
-		ERR_error_string_n(e, buf, size);
-	ERR_clear_error();
-	return buf;
-}
-
 static uint64_t audit_now_ns(void)
 {
 	struct timespec ts;
@@ -211,16 +200,6 @@ static int64_t audit_now_unix_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void audit_hex(const unsigned char *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 void audit_format_time(int64_t unix_ms, char out[AUDIT_TIME_LEN + 1])
@@ -415,7 +394,7 @@ static int audit_row_hash(EVP_MD_CTX *md, int64_t seq, const char *const v[AF_CO
 		ERR_clear_error();
 		return -1;
 	}
-	audit_hex(digest, sizeof digest, out);
+	ossl_hex(digest, sizeof digest, out);
 	return 0;
 }
 
@@ -440,7 +419,7 @@ static int audit_key_id(EVP_PKEY *key, char out[AUDIT_KEY_ID_LEN + 1])
 		ERR_clear_error();
 		return -1;
 	}
-	audit_hex(md, AUDIT_KEY_ID_LEN / 2, out);
+	ossl_hex(md, AUDIT_KEY_ID_LEN / 2, out);
 	return 0;
 }
 
@@ -453,7 +432,7 @@ static EVP_PKEY *audit_load_key(const char *path, int public_ok, char key_id[AUD
 	BIO *bio = BIO_new_file(path, "r");
 	if (bio == NULL) {
 		audit_fail(err, err_size, AUDIT_ERROR, "cannot read the audit key %s: %s", path,
-			   audit_ssl_reason(why, sizeof why));
+			   ossl_reason(why, sizeof why, true));
 		return NULL;
 	}
 	EVP_PKEY *key = NULL;
@@ -470,7 +449,7 @@ static EVP_PKEY *audit_load_key(const char *path, int public_ok, char key_id[AUD
 	if (key == NULL) {
 		audit_fail(err, err_size, AUDIT_ERROR, "%s holds no PEM %s key: %s", path,
 			   public_ok ? "Ed25519 public or private" : "Ed25519 private (PKCS#8)",
-			   audit_ssl_reason(why, sizeof why));
+			   ossl_reason(why, sizeof why, true));
 		return NULL;
 	}
 	if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519 || audit_key_id(key, key_id) != 0) {
@@ -745,7 +724,7 @@ static int writer_insert_checkpoint(struct audit_writer *w, int64_t seq, const c
 	if (audit_sign(w->key, text, len, sig) != 0) {
 		char why[160];
 		log_event(LOG_ERROR, "audit_checkpoint_unsigned", "{s:I, s:s}", "seq",
-			  (json_int_t)seq, "reason", audit_ssl_reason(why, sizeof why));
+			  (json_int_t)seq, "reason", ossl_reason(why, sizeof why, true));
 		return 1;
 	}
 	sqlite3_stmt *st = w->insert_checkpoint;
@@ -1628,6 +1607,6 @@ int audit_subject_digest(const unsigned char *key, size_t keylen, const char *te
 		ERR_clear_error();
 		return AUDIT_ERROR;
 	}
-	audit_hex(md, sizeof md, out);
+	ossl_hex(md, sizeof md, out);
 	return AUDIT_OK;
 }

@@ -41,6 +41,7 @@
 #include <openssl/x509v3.h>
 
 #include "cardproof.h"
+#include "ossl.h"
 
 #define CARDPROOF_SIG_MAX     1024 /* bytes of a decoded signature (RSA-4096 is 512) */
 #define CARDPROOF_CHAIN_DEPTH 4	   /* CAs between the card and an anchor, at most */
@@ -61,17 +62,6 @@ static int cardproof_fail(char *err, size_t err_size, int status, const char *fm
 	}
 	ERR_clear_error();
 	return status;
-}
-
-/* The last OpenSSL reason on the queue (not cleared), for operator messages about files. */
-static const char *cardproof_ssl_reason(char *buf, size_t size)
-{
-	unsigned long e = ERR_peek_last_error();
-	if (e == 0)
-		snprintf(buf, size, "no detail from OpenSSL");
-	else
-		ERR_error_string_n(e, buf, size);
-	return buf;
 }
 
 void cardproof_ctx_free(struct cardproof_ctx *ctx)
@@ -98,7 +88,7 @@ static int cardproof_load_cas(struct cardproof_ctx *ctx, const char *path, char 
 	if (bio == NULL)
 		return cardproof_fail(
 		    err, err_size, CARDPROOF_ERROR, "card_proof.ca: cannot open %s: %s", path,
-		    errno ? strerror(errno) : cardproof_ssl_reason(why, sizeof why));
+		    errno ? strerror(errno) : ossl_reason(why, sizeof why, false));
 	int rc = CARDPROOF_OK;
 	X509 *x;
 	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
@@ -113,7 +103,7 @@ static int cardproof_load_cas(struct cardproof_ctx *ctx, const char *path, char 
 					    "card_proof.ca: certificate %zu in %s cannot be added "
 					    "(listed twice?): %s",
 					    ctx->ca_count, path,
-					    cardproof_ssl_reason(why, sizeof why));
+					    ossl_reason(why, sizeof why, false));
 		}
 		X509_free(x);
 		if (rc != CARDPROOF_OK)
@@ -128,7 +118,7 @@ static int cardproof_load_cas(struct cardproof_ctx *ctx, const char *path, char 
 					    "card_proof.ca: %s has a PEM block that is not a valid "
 					    "certificate after certificate %zu: %s",
 					    path, ctx->ca_count,
-					    cardproof_ssl_reason(why, sizeof why));
+					    ossl_reason(why, sizeof why, false));
 		else if (ctx->ca_count == 0)
 			rc = cardproof_fail(err, err_size, CARDPROOF_ERROR,
 					    "card_proof.ca: no PEM certificate in %s", path);

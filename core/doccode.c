@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 
 #include "doccode.h"
+#include "ossl.h"
 
 #define DOCCODE_SIG_B64_LEN 86 /* ceil(64 * 8 / 6), no padding */
 
@@ -40,27 +41,6 @@ static int doccode_fail(char *err, size_t err_size, int status, const char *msg,
 	return status;
 }
 
-/* The OpenSSL error queue's last reason, cleared. */
-static const char *doccode_ssl_reason(char *buf, size_t size)
-{
-	unsigned long e = ERR_peek_last_error();
-	if (e == 0)
-		snprintf(buf, size, "no detail from OpenSSL");
-	else
-		ERR_error_string_n(e, buf, size);
-	ERR_clear_error();
-	return buf;
-}
-
-static void doccode_hex_encode(const unsigned char *in, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = doccode_hex[in[i] >> 4];
-		out[2 * i + 1] = doccode_hex[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 /* key id of an Ed25519 key: first 16 hex of SHA-256 of the raw public key. */
 static int doccode_key_id(EVP_PKEY *key, char out[DOCCODE_KEY_ID_LEN + 1])
 {
@@ -70,7 +50,7 @@ static int doccode_key_id(EVP_PKEY *key, char out[DOCCODE_KEY_ID_LEN + 1])
 		return -1;
 	if (EVP_Digest(raw, raw_len, md, NULL, EVP_sha256(), NULL) != 1)
 		return -1;
-	doccode_hex_encode(md, DOCCODE_KEY_ID_LEN / 2, out);
+	ossl_hex(md, DOCCODE_KEY_ID_LEN / 2, out);
 	return 0;
 }
 
@@ -105,7 +85,7 @@ int doc_signer_load(const char *pem_path, struct doc_signer **out, char *err, si
 	fclose(f);
 	if (key == NULL) {
 		snprintf(why, sizeof why, "%s is not a PEM private key (%s)", pem_path,
-			 doccode_ssl_reason((char[128]){0}, 128));
+			 ossl_reason((char[128]){0}, 128, true));
 		return doccode_fail(err, err_size, DOCCODE_ERROR, why, NULL);
 	}
 	return doc_signer_wrap(key, out, err, err_size);
@@ -118,7 +98,7 @@ int doc_signer_generate(struct doc_signer **out, char *err, size_t err_size)
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	if (key == NULL)
 		return doccode_fail(err, err_size, DOCCODE_ERROR, "cannot generate an Ed25519 key",
-				    doccode_ssl_reason(why, sizeof why));
+				    ossl_reason(why, sizeof why, true));
 	return doc_signer_wrap(key, out, err, err_size);
 }
 
@@ -181,7 +161,7 @@ int doc_verifier_from_pem(const char *pem, struct doc_verifier **out, char *err,
 	if (key == NULL)
 		return doccode_fail(err, err_size, DOCCODE_ERROR,
 				    "not a PEM public key (SubjectPublicKeyInfo)",
-				    doccode_ssl_reason(why, sizeof why));
+				    ossl_reason(why, sizeof why, true));
 	return doc_verifier_wrap(key, out, err, err_size);
 }
 
@@ -256,7 +236,7 @@ int doccode_digest(const char *issuance_id, const char *certificate, const json_
 	free(json);
 	if (!ok)
 		return DOCCODE_ERROR;
-	doccode_hex_encode(md, DOCCODE_DIGEST_LEN / 2, out);
+	ossl_hex(md, DOCCODE_DIGEST_LEN / 2, out);
 	return DOCCODE_OK;
 }
 
@@ -366,7 +346,7 @@ int doccode_make(const struct doc_signer *signer, const char *issuance_id, unsig
 	(void)sig_len;
 	if (!ok)
 		return doccode_fail(err, err_size, DOCCODE_ERROR, "cannot sign the page code",
-				    doccode_ssl_reason(why, sizeof why));
+				    ossl_reason(why, sizeof why, true));
 	doccode_b64url_encode(sig, sizeof sig, b64);
 	int m = snprintf(out, out_size, DOCCODE_PREFIX ":%s:%s:%u/%u:%s:%s", signer->key_id,
 			 issuance_id, page, pages, digest, b64);

@@ -40,6 +40,7 @@
 #include "issuance_req.h"
 #include "log.h"
 #include "metrics.h"
+#include "ossl.h"
 #include "record.h"
 #include "render.h"
 #include "verify.h"
@@ -183,23 +184,11 @@ static void is_maybe_free(struct issuance *is);
 static void is_audit(struct issuance *is, size_t outcome, bool with_document);
 static void is_fail(struct issuance *is, const char *code, const char *detail, json_t *extra);
 
-/* ------------------------------------------------------------------------------ helpers */
-
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex[in[i] >> 4];
-		out[2 * i + 1] = hex[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static void sha256_hex(const void *data, size_t len, char out[HEX_SHA256 + 1])
 {
 	unsigned char md[SHA256_DIGEST_LENGTH];
 	SHA256(data, len, md);
-	hex_encode(md, sizeof md, out);
+	ossl_hex(md, sizeof md, out);
 }
 
 static void format_utc(time_t t, char *out, size_t size)
@@ -1160,7 +1149,7 @@ static int subject_key_load(const char *path, unsigned char key[SUBJECT_KEY_LEN]
 			snprintf(msg, msg_size, "cannot make a subject key: no randomness");
 			return -1;
 		}
-		hex_encode(key, SUBJECT_KEY_LEN, hex);
+		ossl_hex(key, SUBJECT_KEY_LEN, hex);
 		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 		f = fd >= 0 ? fdopen(fd, "w") : NULL;
 		if (f == NULL || fprintf(f, "%s\n", hex) < 0 || fclose(f) != 0) {

@@ -63,6 +63,12 @@ class Tap:
                 self.diag(diag)
         return bool(cond)
 
+    def skip(self, desc, reason):
+        """A test point that could not run here (TAP "# SKIP"): counted, never a failure."""
+        self.count += 1
+        print("ok %d - %s # SKIP %s" % (self.count, desc.replace("#", "\\#"),
+                                         reason.replace("\n", " ")), flush=True)
+
     def diag(self, text):
         for line in str(text).splitlines() or [""]:
             print("# " + line, flush=True)
