@@ -83,6 +83,7 @@ struct conn {
 	bool closing;
 	bool peer_eof;
 	struct conn_pending *pending; /* the current request's deferred answer, or NULL */
+	bool deferred;		      /* the current request's handler called conn_defer() */
 };
 
 struct conn_pending {
@@ -469,8 +470,10 @@ static void conn_dispatch(struct conn *c, struct http_request *req)
 	}
 	if (found != NULL) {
 		resp.route = found->path;
+		c->deferred = false;
 		found->handler(c, req, &resp);
-		if (c->pending != NULL) { /* answered later through conn_answer() */
+		if (c->deferred) { /* answered through conn_answer(), later or already */
+			c->deferred = false;
 			http_response_free(&resp);
 			return;
 		}
@@ -501,6 +504,7 @@ struct conn_pending *conn_defer(struct conn *c, const char *route, conn_gone_fn 
 		return NULL;
 	*p = (struct conn_pending){.conn = c, .route = route, .gone = gone, .arg = arg};
 	c->pending = p;
+	c->deferred = true;
 	return p;
 }
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "gate.h"
 
 struct gate_suspension {
@@ -65,7 +67,8 @@ bool gate_check(const struct gate *gate, const char *plugin, const char *version
 	return true;
 }
 
-int gate_suspend_auto(struct gate *gate, const char *plugin, const char *reason, time_t now)
+/* Adds an automatic suspension to the list; 1 new, 0 already there, -1 out of memory. */
+static int gate_add_auto(struct gate *gate, const char *plugin, const char *reason, time_t since)
 {
 	for (struct gate_suspension *s = gate->list; s != NULL; s = s->next)
 		if (s->source == GATE_AUTO && strcmp(s->plugin, plugin) == 0)
@@ -76,11 +79,106 @@ int gate_suspend_auto(struct gate *gate, const char *plugin, const char *reason,
 	s->source = GATE_AUTO;
 	snprintf(s->plugin, sizeof s->plugin, "%s", plugin);
 	snprintf(s->reason, sizeof s->reason, "%s", reason);
-	s->since = now;
+	s->since = since;
 	s->immediate = true;
 	s->next = gate->list;
 	gate->list = s;
+	return 1;
+}
+
+int gate_suspend_auto(struct gate *gate, const char *plugin, const char *reason, time_t now)
+{
+	return gate_add_auto(gate, plugin, reason, now);
+}
+
+static const char gate_schema[] = "CREATE TABLE IF NOT EXISTS suspensions ("
+				  " source TEXT NOT NULL,"
+				  " plugin TEXT NOT NULL,"
+				  " reason TEXT NOT NULL,"
+				  " since INTEGER NOT NULL,"
+				  " PRIMARY KEY (source, plugin))";
+
+/* Opens the store (WAL, full sync: a suspension must survive a crash) with its table. */
+static sqlite3 *gate_db_open(const char *path, char *err, size_t err_size)
+{
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+		SQLITE_OK ||
+	    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
+			 NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, gate_schema, NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, err_size, "suspension store %s: %s", path,
+			 db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+int gate_open(const char *db_path, struct gate **out, char *err, size_t err_size)
+{
+	*out = NULL;
+	sqlite3 *db = gate_db_open(db_path, err, err_size);
+	if (db == NULL)
+		return -1;
+	struct gate *gate = gate_new();
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+	if (gate == NULL ||
+	    sqlite3_prepare_v2(
+		db, "SELECT plugin, reason, since FROM suspensions WHERE source = 'auto'", -1, &st,
+		NULL) != SQLITE_OK) {
+		snprintf(err, err_size, "suspension store %s: %s", db_path,
+			 gate ? sqlite3_errmsg(db) : "out of memory");
+		goto out;
+	}
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (gate_add_auto(gate, (const char *)sqlite3_column_text(st, 0),
+				  (const char *)sqlite3_column_text(st, 1),
+				  (time_t)sqlite3_column_int64(st, 2)) < 0) {
+			snprintf(err, err_size, "out of memory");
+			goto out;
+		}
+	}
+	if (step != SQLITE_DONE) {
+		snprintf(err, err_size, "suspension store %s: %s", db_path, sqlite3_errmsg(db));
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	if (rc != 0) {
+		gate_free(gate);
+		return -1;
+	}
+	*out = gate;
 	return 0;
+}
+
+int gate_persist_auto(const char *db_path, const char *plugin, const char *reason, time_t since,
+		      char *err, size_t err_size)
+{
+	sqlite3 *db = gate_db_open(db_path, err, err_size);
+	sqlite3_stmt *st = NULL;
+	if (db == NULL)
+		return -1;
+	int ok =
+	    sqlite3_prepare_v2(db,
+			       "INSERT OR IGNORE INTO suspensions (source, plugin, reason, since)"
+			       " VALUES ('auto', ?1, ?2, ?3)",
+			       -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 1, plugin, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 3, (sqlite3_int64)since) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_DONE;
+	if (!ok)
+		snprintf(err, err_size, "suspension store %s: %s", db_path, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return ok ? 0 : -1;
 }
 
 bool gate_acknowledge_auto(struct gate *gate, const char *plugin)

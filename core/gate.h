@@ -10,10 +10,12 @@
  *
  * This first version holds the automatic suspensions the core sets on an integrity fault
  * (gate_suspend_auto()), which only an explicit local acknowledgement lifts
- * (gate_acknowledge_auto()); the ministry's signed lists, local suspensions and their
- * persistence in SQLite arrive with the kill switch (issue 6) behind this same interface.
+ * (gate_acknowledge_auto()).  They persist in SQLite (data_dir/gate.sqlite): gate_open() loads
+ * them, so they are in force before the first request after a restart; gate_persist_auto()
+ * writes one (blocking: the caller runs it on the thread pool).  The ministry's signed lists
+ * and local suspensions arrive with the kill switch (issue 6) behind this same interface.
  *
- * Loop thread only.
+ * Loop thread only, except gate_persist_auto() (any thread).
  */
 #ifndef MDG_GATE_H
 #define MDG_GATE_H
@@ -38,6 +40,16 @@ struct gate;
 
 /* A gate with no suspension; NULL when out of memory. */
 struct gate *gate_new(void);
+
+/*
+ * A gate with the suspensions stored at db_path (created when missing).  0 with *out, or -1
+ * with err filled for an operator.  Blocking: at start.
+ */
+int gate_open(const char *db_path, struct gate **out, char *err, size_t err_size);
+
+/* Stores plugin's automatic suspension at db_path, durably.  0 or -1 (err filled).  Any thread. */
+int gate_persist_auto(const char *db_path, const char *plugin, const char *reason, time_t since,
+		      char *err, size_t err_size);
 void gate_free(struct gate *gate);
 
 /*
@@ -50,8 +62,9 @@ bool gate_check(const struct gate *gate, const char *plugin, const char *version
 
 /*
  * Suspends every type of plugin at once (mode immediate, source auto): an integrity fault.
- * reason must hold no personal data.  0, or -1 when out of memory (the caller must then stop
- * serving through this plugin by other means: it logs an alert).
+ * reason must hold no personal data.  1 when this is a new suspension (the caller persists it
+ * with gate_persist_auto()), 0 when plugin was already suspended so, -1 when out of memory (the
+ * caller logs an alert).
  */
 int gate_suspend_auto(struct gate *gate, const char *plugin, const char *reason, time_t now);
 

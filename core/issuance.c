@@ -107,7 +107,9 @@ struct issuance_service {
 	uv_work_t serial_work;
 	bool serial_reserving;
 	int serial_status;
-	struct issuance *live; /* every issuance not yet freed */
+	char *gate_path;	  /* data_dir/gate.sqlite */
+	unsigned persist_pending; /* suspensions being written on the pool */
+	struct issuance *live;	  /* every issuance not yet freed */
 	bool closing;
 	/* Metrics: per type, plugin route and outcome, created on first use. */
 	struct metric_family *m_issuances;
@@ -121,7 +123,7 @@ struct issuance_service {
 	uv_timer_t metrics_timer;
 };
 
-enum issuance_work { WORK_NONE, WORK_PROOF, WORK_RENDER };
+enum issuance_work { WORK_NONE, WORK_PROOF, WORK_RENDER, WORK_LOOKUP };
 
 struct issuance {
 	struct issuance_service *svc;
@@ -182,6 +184,8 @@ struct issuance {
 
 static void is_maybe_free(struct issuance *is);
 static void is_audit(struct issuance *is, size_t outcome, bool with_document);
+static void lookup_work(uv_work_t *w);
+static void work_done(uv_work_t *w, int status);
 static void is_fail(struct issuance *is, const char *code, const char *detail, json_t *extra);
 
 static void sha256_hex(const void *data, size_t len, char out[HEX_SHA256 + 1])
@@ -307,8 +311,9 @@ static void is_send_problem(struct issuance *is, size_t outcome, const char *det
 	resp.route = "/v1/issuances";
 	if (strcmp(o->code, "OVERLOADED") == 0)
 		http_response_header(&resp, "Retry-After", "1");
-	http_response_problem_ext(&resp, o->status, o->code, o->title, detail,
-				  is->have_req ? is->req.request_id : is->http_id, extra);
+	http_response_problem_ext(
+	    &resp, o->status, o->code, o->title, detail,
+	    is->have_req || is->req.request_id[0] ? is->req.request_id : is->http_id, extra);
 	is_send(is, &resp);
 	http_response_free(&resp);
 }
@@ -371,11 +376,18 @@ static void audit_done(void *arg, int status, int64_t seq, const char *hash)
 	is->audit_busy = false;
 	size_t outcome = is->outcome;
 	if (status == AUDIT_DUPLICATE && outcome == 0) {
-		/* An identical request_id committed its answer meanwhile (two requests raced past
-		 * step 5): this one's row was not written.  Record it as the conflict it is. */
+		/* The same request_id committed its answer meanwhile (two requests raced past step
+		 * 5): this one's row was not written.  Look the stored answer up (lookup_done()).
+		 */
 		free(is->answer);
 		is->answer = NULL;
 		is->answer_len = 0;
+		is->work_kind = WORK_LOOKUP;
+		is->work.data = is;
+		if (uv_queue_work(is->svc->loop, &is->work, lookup_work, work_done) == 0) {
+			is->work_busy = true;
+			return;
+		}
 		snprintf(is->detail, sizeof is->detail,
 			 "a request with this request_id was answered meanwhile; send it again to "
 			 "get the stored answer");
@@ -391,7 +403,7 @@ static void audit_done(void *arg, int status, int64_t seq, const char *hash)
 				 "the audit record could not be committed; no document was issued");
 		}
 	}
-	if (outcome == 0) {
+	if (outcomes[outcome].status == 201) {
 		struct http_response resp;
 		http_response_init(&resp);
 		resp.route = "/v1/issuances";
@@ -404,6 +416,32 @@ static void audit_done(void *arg, int status, int64_t seq, const char *hash)
 	}
 	is_count(is, outcome);
 	is_maybe_free(is);
+}
+
+/* The stored answer of a request_id that raced this issuance (pool). */
+static void lookup_work(uv_work_t *w)
+{
+	struct issuance *is = w->data;
+	char err[160];
+	audit_response_free(&is->stored);
+	is->stored_status =
+	    audit_lookup_response(is->svc->audit, is->req.request_id, &is->stored, err, sizeof err);
+}
+
+/* An identical request (same body, same card) gets the stored answer; anything else is 409. */
+static void lookup_done(struct issuance *is)
+{
+	if (is->stored_status == AUDIT_OK && strcmp(is->stored.body_sha256, is->body_sha256) == 0 &&
+	    strcmp(is->stored.card_serial_digest, is->card_digest) == 0 &&
+	    (is->answer = malloc(is->stored.response_len)) != NULL) {
+		memcpy(is->answer, is->stored.response, is->stored.response_len);
+		is->answer_len = is->stored.response_len;
+		is_audit(is, outcome_index("REPLAYED"), false);
+		return;
+	}
+	snprintf(is->detail, sizeof is->detail,
+		 "this request_id was used meanwhile for another request or by another card");
+	is_audit(is, outcome_index("REQUEST_ID_CONFLICT"), false);
 }
 
 /* Writes the conclusion's audit row; the answer follows in audit_done(). */
@@ -726,6 +764,59 @@ static int serial_open(struct issuance_service *svc, uint64_t floor, char *msg, 
 	return 0;
 }
 
+/* An automatic suspension being written to the gate's store on the pool. */
+struct suspension_write {
+	struct issuance_service *svc;
+	uv_work_t work;
+	char plugin[64], reason[GATE_REASON_MAX], err[256];
+	time_t since;
+	int status;
+};
+
+static void persist_work(uv_work_t *w)
+{
+	struct suspension_write *sw = w->data;
+	sw->status = gate_persist_auto(sw->svc->gate_path, sw->plugin, sw->reason, sw->since,
+				       sw->err, sizeof sw->err);
+}
+
+static void persist_done(uv_work_t *w, int status)
+{
+	struct suspension_write *sw = w->data;
+	sw->svc->persist_pending--;
+	if (status != 0 || sw->status != 0)
+		log_event(LOG_ERROR, "suspension_not_persisted", "{s:s, s:s}", "plugin", sw->plugin,
+			  "error", status != 0 ? "cancelled" : sw->err);
+	else
+		log_event(LOG_INFO, "suspension_persisted", "{s:s, s:s}", "plugin", sw->plugin,
+			  "source", "auto");
+	free(sw);
+}
+
+/*
+ * Writes a new automatic suspension to the store, off the loop.  It is in force in memory
+ * already; the store makes it survive a restart.
+ */
+static void persist_suspension(struct issuance_service *svc, const char *plugin, const char *reason,
+			       time_t since)
+{
+	struct suspension_write *sw = calloc(1, sizeof *sw);
+	if (sw != NULL) {
+		sw->svc = svc;
+		sw->work.data = sw;
+		sw->since = since;
+		snprintf(sw->plugin, sizeof sw->plugin, "%s", plugin);
+		snprintf(sw->reason, sizeof sw->reason, "%s", reason);
+		if (uv_queue_work(svc->loop, &sw->work, persist_work, persist_done) == 0) {
+			svc->persist_pending++;
+			return;
+		}
+		free(sw);
+	}
+	log_event(LOG_ERROR, "suspension_not_persisted", "{s:s, s:s}", "plugin", plugin, "error",
+		  "out of memory");
+}
+
 /* Step 11, on the loop: what the plugin answered, checked. */
 static void fetch_done(void *arg, int status, mdg_record *record, const char *reason)
 {
@@ -772,12 +863,14 @@ static void fetch_done(void *arg, int status, mdg_record *record, const char *re
 		log_event(LOG_ERROR, "integrity_fault", "{s:s, s:s, s:s, s:s}", "plugin",
 			  is->plugin_name, "version", is->plugin_version, "request", is->http_id,
 			  "action", "plugin suspended (source auto) until acknowledged");
-		if (gate_suspend_auto(svc->gate, is->plugin_name,
-				      "integrity fault: the backend returned a record of another "
-				      "resident or type",
-				      now) != 0)
+		static const char why_fault[] = "integrity fault: the backend returned a record "
+						"of another resident or type";
+		int added = gate_suspend_auto(svc->gate, is->plugin_name, why_fault, now);
+		if (added < 0)
 			log_event(LOG_ERROR, "suspension_failed", "{s:s}", "plugin",
 				  is->plugin_name);
+		else if (added > 0)
+			persist_suspension(svc, is->plugin_name, why_fault, now);
 		is_fail(is, "INTEGRITY_FAULT",
 			"the backend returned a record of another resident; nothing was issued and "
 			"the backend is suspended",
@@ -903,6 +996,10 @@ static void work_done(uv_work_t *w, int status)
 {
 	struct issuance *is = w->data;
 	is->work_busy = false;
+	if (is->work_kind == WORK_LOOKUP) { /* concluded already: its answer waits on this */
+		lookup_done(is);
+		return;
+	}
 	if (is->concluded || status != 0) {
 		if (!is->concluded)
 			is_fail(is, "INTERNAL_ERROR", "the work was cancelled", NULL);
@@ -978,6 +1075,14 @@ void issuance_handle(struct issuance_service *svc, struct conn *c, const struct 
 			     : 0;
 	int rc = issuance_req_parse(is->body, is->body_len, flags, &is->req, &perr);
 	if (rc != ISSUANCE_REQ_OK) {
+		/* The client's request_id, when the body has a well-formed one, so the kiosk can
+		 * match the refusal to its request. */
+		memset(is->req.request_id, 0, sizeof is->req.request_id);
+		json_t *j = json_loadb(is->body, is->body_len, 0, NULL);
+		const char *rid = json_string_value(json_object_get(j, "request_id"));
+		if (rid != NULL && doccode_issuance_id_ok(rid))
+			snprintf(is->req.request_id, sizeof is->req.request_id, "%s", rid);
+		json_decref(j);
 		char detail[280];
 		snprintf(detail, sizeof detail, "%s%s%s", perr.field, perr.field[0] ? ": " : "",
 			 perr.message);
@@ -1236,7 +1341,9 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 		goto fail;
 	if (linkage_open(linkage_db, &svc->linkage, msg, msg_size) != 0)
 		goto fail;
-	svc->gate = gate_new();
+	svc->gate_path = data_path(cfg, "gate.sqlite");
+	if (svc->gate_path == NULL || gate_open(svc->gate_path, &svc->gate, msg, msg_size) != 0)
+		goto fail;
 	metrics_setup(svc);
 	struct audit_options ao = {
 	    .commit_seconds = svc->m_commit_seconds,
@@ -1247,9 +1354,8 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	    .checkpoint_every_rows = conf->audit.checkpoint_rows,
 	    .checkpoint_interval_ms = (uint32_t)conf->audit.checkpoint_interval_ms,
 	};
-	if (svc->gate == NULL || audit_open(loop, &ao, &svc->audit, err, sizeof err) != AUDIT_OK) {
-		snprintf(msg, msg_size, "audit store %s: %s", audit_db,
-			 svc->gate ? err : "out of memory");
+	if (audit_open(loop, &ao, &svc->audit, err, sizeof err) != AUDIT_OK) {
+		snprintf(msg, msg_size, "audit store %s: %s", audit_db, err);
 		goto fail;
 	}
 	struct audit_metrics am;
@@ -1324,7 +1430,7 @@ void issuance_service_free(struct issuance_service *svc)
 {
 	if (svc == NULL)
 		return;
-	while (svc->serial_reserving) /* a block reservation still on the pool */
+	while (svc->serial_reserving || svc->persist_pending > 0) /* writes still on the pool */
 		uv_run(svc->loop, UV_RUN_ONCE);
 	if (svc->audit != NULL)
 		audit_close(svc->audit);
@@ -1334,6 +1440,7 @@ void issuance_service_free(struct issuance_service *svc)
 	gate_free(svc->gate);
 	free(svc->keys_json);
 	free(svc->serial_path);
+	free(svc->gate_path);
 	config_unref(svc->cfg);
 	free(svc);
 }

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "render.h"
 #include "server.h"
 #include "tls.h"
 
@@ -146,6 +147,9 @@ int main(int argc, char **argv)
 	server_free(&server);
 	uv_run(loop, UV_RUN_NOWAIT);
 	uv_loop_close(loop);
+	/* The renderer's process-wide caches (faces, fontconfig), so leak checkers see none: the
+	 * thread pool is idle once the loop has ended. */
+	render_library_shutdown();
 	metrics_reset();
 	log_flush();
 	return 0;
