@@ -23,6 +23,7 @@
  * error left on the thread's queue is cleared before returning.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,10 +47,37 @@
 #define CARDPROOF_SIG_MAX     1024 /* bytes of a decoded signature (RSA-4096 is 512) */
 #define CARDPROOF_CHAIN_DEPTH 4	   /* CAs between the card and an anchor, at most */
 
+/*
+ * Verified card certificates, so a card that signs several requests (a resident printing
+ * several certificates, a reprint) is parsed and chain-checked once: in OpenSSL 3.0,
+ * d2i_X509() and the chain check are about two thirds of a card proof.  Direct-mapped by the
+ * certificate's SHA-256, so a lookup is one slot under the lock; a collision replaces.  An
+ * entry is used only within CARDPROOF_CACHE_TTL of its chain check, only while the card itself
+ * is valid at `now` and before the earliest end of the CAs' validity; the body's signature is
+ * checked on every request.
+ */
+#define CARDPROOF_CACHE_SLOTS 1024
+#define CARDPROOF_CACHE_TTL   600 /* seconds */
+
+struct cardproof_cached {
+	unsigned char sha256[32];
+	X509 *cert; /* NULL: empty slot */
+	struct cardproof_result res;
+	time_t verified_at;
+};
+
+struct cardproof_cache {
+	pthread_mutex_t lock;
+	struct cardproof_cached slot[CARDPROOF_CACHE_SLOTS];
+	uint64_t hits, misses;
+};
+
 struct cardproof_ctx {
 	X509_STORE *store;
 	EVP_MD *sha256;
 	size_t ca_count;
+	time_t ca_not_after;	       /* the earliest notAfter of the configured CAs */
+	struct cardproof_cache *cache; /* mutable behind a const ctx: its own lock */
 };
 
 static int cardproof_fail(char *err, size_t err_size, int status, const char *fmt, ...)
@@ -70,7 +98,73 @@ void cardproof_ctx_free(struct cardproof_ctx *ctx)
 		return;
 	X509_STORE_free(ctx->store);
 	EVP_MD_free(ctx->sha256);
+	if (ctx->cache != NULL) {
+		for (size_t i = 0; i < CARDPROOF_CACHE_SLOTS; i++)
+			X509_free(ctx->cache->slot[i].cert);
+		pthread_mutex_destroy(&ctx->cache->lock);
+		free(ctx->cache);
+	}
 	free(ctx);
+}
+
+void cardproof_cache_stats(const struct cardproof_ctx *ctx, uint64_t *hits, uint64_t *misses)
+{
+	*hits = *misses = 0;
+	if (ctx == NULL || ctx->cache == NULL)
+		return;
+	pthread_mutex_lock(&ctx->cache->lock);
+	*hits = ctx->cache->hits;
+	*misses = ctx->cache->misses;
+	pthread_mutex_unlock(&ctx->cache->lock);
+}
+
+/* The verified certificate with this digest, up-ref'd (the caller frees it), or NULL. */
+static X509 *cardproof_cache_get(const struct cardproof_ctx *ctx, const unsigned char sha[32],
+				 time_t now, struct cardproof_result *res)
+{
+	struct cardproof_cache *c = ctx->cache;
+	X509 *cert = NULL;
+	if (c == NULL || now >= ctx->ca_not_after)
+		return NULL;
+	struct cardproof_cached *e =
+	    &c->slot[(sha[0] | (unsigned)sha[1] << 8) % CARDPROOF_CACHE_SLOTS];
+	pthread_mutex_lock(&c->lock);
+	if (e->cert != NULL && memcmp(e->sha256, sha, 32) == 0 &&
+	    now - e->verified_at < CARDPROOF_CACHE_TTL && now >= e->verified_at &&
+	    X509_up_ref(e->cert) == 1) {
+		cert = e->cert;
+		*res = e->res;
+	}
+	if (cert != NULL)
+		c->hits++;
+	else
+		c->misses++;
+	pthread_mutex_unlock(&c->lock);
+	/* The card's own validity, at now: the entry may outlive it. */
+	if (cert != NULL && (X509_cmp_time(X509_get0_notBefore(cert), &now) > 0 ||
+			     X509_cmp_time(X509_get0_notAfter(cert), &now) <= 0)) {
+		X509_free(cert);
+		return NULL;
+	}
+	return cert;
+}
+
+static void cardproof_cache_put(const struct cardproof_ctx *ctx, const unsigned char sha[32],
+				X509 *cert, const struct cardproof_result *res, time_t now)
+{
+	struct cardproof_cache *c = ctx->cache;
+	if (c == NULL || X509_up_ref(cert) != 1)
+		return;
+	struct cardproof_cached *e =
+	    &c->slot[(sha[0] | (unsigned)sha[1] << 8) % CARDPROOF_CACHE_SLOTS];
+	pthread_mutex_lock(&c->lock);
+	X509 *old = e->cert;
+	memcpy(e->sha256, sha, 32);
+	e->cert = cert;
+	e->res = *res;
+	e->verified_at = now;
+	pthread_mutex_unlock(&c->lock);
+	X509_free(old);
 }
 
 size_t cardproof_ctx_ca_count(const struct cardproof_ctx *ctx)
@@ -93,6 +187,13 @@ static int cardproof_load_cas(struct cardproof_ctx *ctx, const char *path, char 
 	X509 *x;
 	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
 		ctx->ca_count++;
+		/* The earliest end of any CA's validity: cached proofs are not used past it. */
+		struct tm tm;
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1) {
+			time_t end = timegm(&tm);
+			if (ctx->ca_not_after == 0 || end < ctx->ca_not_after)
+				ctx->ca_not_after = end;
+		}
 		if (X509_check_ca(x) == 0) {
 			rc = cardproof_fail(err, err_size, CARDPROOF_ERROR,
 					    "card_proof.ca: certificate %zu in %s is not a CA "
@@ -138,6 +239,12 @@ int cardproof_ctx_new(const char *ca_pem_path, struct cardproof_ctx **out, char 
 	struct cardproof_ctx *ctx = calloc(1, sizeof *ctx);
 	if (ctx == NULL)
 		return cardproof_fail(err, err_size, CARDPROOF_ERROR, "out of memory");
+	ctx->cache = calloc(1, sizeof *ctx->cache);
+	if (ctx->cache == NULL) {
+		free(ctx);
+		return cardproof_fail(err, err_size, CARDPROOF_ERROR, "out of memory");
+	}
+	pthread_mutex_init(&ctx->cache->lock, NULL);
 	ctx->store = X509_STORE_new();
 	ctx->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	if (ctx->store == NULL || ctx->sha256 == NULL) {
@@ -393,7 +500,16 @@ int cardproof_verify(const struct cardproof_ctx *ctx, const char *cert_b64, cons
 		rc = cardproof_fail(err, err_size, CARDPROOF_MALFORMED,
 				    "the Madoguchi-Card-Signature header is longer than any "
 				    "supported signature");
+	unsigned char sha[32];
+	if (rc == CARDPROOF_OK &&
+	    EVP_Digest(der, (size_t)der_len, sha, NULL, ctx->sha256, NULL) != 1)
+		rc = cardproof_fail(err, err_size, CARDPROOF_ERROR, "SHA-256 failed");
+	bool cached = false;
 	if (rc == CARDPROOF_OK) {
+		cert = cardproof_cache_get(ctx, sha, now, &res);
+		cached = cert != NULL;
+	}
+	if (rc == CARDPROOF_OK && !cached) {
 		const unsigned char *p = der;
 		cert = d2i_X509(NULL, &p, der_len);
 		if (cert == NULL || p != der + der_len)
@@ -401,24 +517,26 @@ int cardproof_verify(const struct cardproof_ctx *ctx, const char *cert_b64, cons
 					    "the Madoguchi-Card-Certificate header is not one DER "
 					    "X.509 certificate");
 	}
-	if (rc == CARDPROOF_OK && cardproof_serial(cert, res.card_serial) != CARDPROOF_OK)
+	if (rc == CARDPROOF_OK && !cached &&
+	    cardproof_serial(cert, res.card_serial) != CARDPROOF_OK)
 		rc = cardproof_fail(err, err_size, CARDPROOF_MALFORMED,
 				    "the card certificate serial is negative or longer than 20 "
 				    "octets");
-	if (rc == CARDPROOF_OK && X509_check_ca(cert) != 0)
+	if (rc == CARDPROOF_OK && !cached && X509_check_ca(cert) != 0)
 		rc = cardproof_fail(err, err_size, CARDPROOF_UNTRUSTED,
 				    "the card certificate is a CA certificate, not a card's");
 	EVP_PKEY *key = cert ? X509_get0_pubkey(cert) : NULL;
-	if (rc == CARDPROOF_OK)
+	if (rc == CARDPROOF_OK && !cached)
 		rc = cardproof_key(cert, key, &res, err, err_size);
-	if (rc == CARDPROOF_OK)
+	if (rc == CARDPROOF_OK && !cached)
 		rc = cardproof_chain(ctx, cert, now, err, err_size);
+	if (rc == CARDPROOF_OK && !cached) {
+		memcpy(res.cert_sha256, sha, sizeof sha);
+		cardproof_cache_put(ctx, sha, cert, &res, now);
+	}
 	if (rc == CARDPROOF_OK)
 		rc = cardproof_signature(ctx, key, sig, (size_t)sig_len, body, body_len, err,
 					 err_size);
-	if (rc == CARDPROOF_OK &&
-	    EVP_Digest(der, (size_t)der_len, res.cert_sha256, NULL, ctx->sha256, NULL) != 1)
-		rc = cardproof_fail(err, err_size, CARDPROOF_ERROR, "SHA-256 failed");
 	X509_free(cert);
 	free(der);
 	free(sig);

@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #define CARDPROOF_SERIAL_MAX   40    /* hex digits of a card serial (RFC 5280: 20 octets) */
@@ -73,6 +74,9 @@ int cardproof_ctx_new(const char *ca_pem_path, struct cardproof_ctx **out, char 
 void cardproof_ctx_free(struct cardproof_ctx *ctx);
 /* Number of CA certificates loaded. */
 size_t cardproof_ctx_ca_count(const struct cardproof_ctx *ctx);
+
+/* Lookups of the verified-certificate cache so far (see cardproof.c).  Any thread. */
+void cardproof_cache_stats(const struct cardproof_ctx *ctx, uint64_t *hits, uint64_t *misses);
 
 /*
  * Verifies the proof of one request.  cert_b64 and sig_b64 are the header values (NULL when

@@ -120,6 +120,7 @@ struct issuance_service {
 	metric_value *m_audit_rows, *m_audit_failed;
 	struct metric_histogram *m_commit_seconds, *m_batch_rows;
 	metric_value *m_linkage_cards;
+	metric_value *m_card_hits, *m_card_misses;
 	uv_timer_t metrics_timer;
 };
 
@@ -240,6 +241,10 @@ static void metrics_tick(uv_timer_t *t)
 	metrics_set(svc->m_audit_rows, (int64_t)m.rows_committed);
 	metrics_set(svc->m_audit_failed, (int64_t)m.rows_failed);
 	metrics_set(svc->m_linkage_cards, (int64_t)linkage_count(svc->linkage));
+	uint64_t hits, misses;
+	cardproof_cache_stats(svc->cards, &hits, &misses);
+	metrics_set(svc->m_card_hits, (int64_t)hits);
+	metrics_set(svc->m_card_misses, (int64_t)misses);
 }
 
 static void metrics_setup(struct issuance_service *svc)
@@ -287,6 +292,13 @@ static void metrics_setup(struct issuance_service *svc)
 			   "Rows per audit commit (group commit of concurrent issuances).",
 			   METRIC_HISTOGRAM),
 	    "", row_bounds, sizeof row_bounds / sizeof row_bounds[0]);
+	struct metric_family *cards = metrics_family(
+	    "madoguchi_card_cache_lookups_total",
+	    "Card certificates looked up in the verified-certificate cache, by result (a hit skips "
+	    "parsing and the chain check; the signature is always checked).",
+	    METRIC_COUNTER);
+	svc->m_card_hits = metrics_series(cards, "result=\"hit\"");
+	svc->m_card_misses = metrics_series(cards, "result=\"miss\"");
 	svc->m_linkage_cards = metrics_series(
 	    metrics_family("madoguchi_linkage_cards", "Cards in the linkage table.", METRIC_GAUGE),
 	    "");

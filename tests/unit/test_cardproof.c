@@ -398,6 +398,32 @@ static void an_expired_card_fails_but_passes_inside_its_validity(void **state)
 	assert_int_equal(verify_card(&outliving_card, NOW + 11 * YEAR, &res), CARDPROOF_EXPIRED);
 }
 
+static void a_cached_card_still_has_every_signature_checked(void **state)
+{
+	(void)state;
+	struct cardproof_result res;
+	uint64_t hits0, misses0, hits1, misses1;
+	cardproof_cache_stats(ctx, &hits0, &misses0);
+	assert_int_equal(verify_card(&ec_card, NOW, &res), CARDPROOF_OK);
+	assert_int_equal(verify_card(&ec_card, NOW + 1, &res), CARDPROOF_OK);
+	assert_string_equal(res.card_serial, "F00D");
+	cardproof_cache_stats(ctx, &hits1, &misses1);
+	assert_true(hits1 > hits0);
+	/* Served from the cache, the body's signature is still checked. */
+	char *sig = sign(ec_card.key, body, sizeof body - 1, 0);
+	char copy[sizeof body], err[256];
+	memcpy(copy, body, sizeof body);
+	copy[3] ^= 1;
+	assert_int_equal(cardproof_verify(ctx, ec_card.cert_b64, sig, copy, sizeof body - 1,
+					  NOW + 2, NULL, err, sizeof err),
+			 CARDPROOF_BAD_SIGNATURE);
+	free(sig);
+	/* Another card's key with this card's certificate fails as well. */
+	assert_int_equal(
+	    verify_with(ctx, &ec_card, rsa_card.key, body, sizeof body - 1, NOW + 3, &res),
+	    CARDPROOF_BAD_SIGNATURE);
+}
+
 static void missing_headers_fail_as_missing(void **state)
 {
 	(void)state;
@@ -611,6 +637,7 @@ int main(void)
 	    cmocka_unit_test(a_card_under_an_intermediate_needs_that_intermediate_configured),
 	    cmocka_unit_test(a_ca_certificate_is_not_a_card),
 	    cmocka_unit_test(an_expired_card_fails_but_passes_inside_its_validity),
+	    cmocka_unit_test(a_cached_card_still_has_every_signature_checked),
 	    cmocka_unit_test(missing_headers_fail_as_missing),
 	    cmocka_unit_test(garbage_base64_or_der_fails_as_malformed),
 	    cmocka_unit_test(unsupported_keys_fail_as_unsupported),
