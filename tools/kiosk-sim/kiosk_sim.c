@@ -956,6 +956,50 @@ done:
  * duration or a signal ends it, then waits for the answers in flight.  Latency runs from the
  * due time (--rate) or the hand-off to libcurl (closed loop) to the completion being read.
  */
+/* A write callback that keeps nothing (the warm-up's answers). */
+static size_t discard(char *data, size_t size, size_t n, void *arg)
+{
+	(void)data;
+	(void)arg;
+	return size * n;
+}
+
+/*
+ * Opens the C connections before the clock starts, with one GET /v1/keys on each, so the
+ * figures are those of keep-alive connections in use: otherwise an open-loop run counts C
+ * TLS handshakes at once against its first requests' due times.  A connection that fails here
+ * is simply opened again by its first request.
+ */
+static void warm_up(const struct plan *p, CURLM *multi)
+{
+	CURL **e = xcalloc((size_t)p->connections, sizeof *e);
+	char errbuf[CURL_ERROR_SIZE];
+	for (long i = 0; i < p->connections; i++) {
+		e[i] = curl_easy_init();
+		if (e[i] == NULL || easy_common(p, e[i], errbuf) != 0 ||
+		    curl_easy_setopt(e[i], CURLOPT_URL, p->keys_url) != CURLE_OK ||
+		    curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, discard) != CURLE_OK ||
+		    curl_multi_add_handle(multi, e[i]) != CURLM_OK) {
+			curl_easy_cleanup(e[i]);
+			e[i] = NULL;
+		}
+	}
+	int running = 1;
+	while (running > 0 && !interrupted) {
+		if (curl_multi_perform(multi, &running) != CURLM_OK)
+			break;
+		if (running > 0)
+			curl_multi_poll(multi, NULL, 0, 100, NULL);
+	}
+	for (long i = 0; i < p->connections; i++) {
+		if (e[i] != NULL) {
+			curl_multi_remove_handle(multi, e[i]);
+			curl_easy_cleanup(e[i]);
+		}
+	}
+	free(e);
+}
+
 static int run(const struct plan *p, const struct kiosk_keyring *keys, FILE *index, struct stats *s)
 {
 	CURLM *multi = curl_multi_init();
@@ -1010,6 +1054,9 @@ static int run(const struct plan *p, const struct kiosk_keyring *keys, FILE *ind
 			say("interrupted while signing requests ahead; nothing sent");
 		rc = -1;
 	}
+
+	if (rc == 0)
+		warm_up(p, multi);
 
 	long inflight = 0;
 	bool issuing = rc == 0;
