@@ -1226,10 +1226,10 @@ static void print_tally(const char *title, const struct tally *t)
 static void report_human(const struct plan *p, const struct stats *s)
 {
 	double rate = s->elapsed_s > 0 ? (double)s->completed / s->elapsed_s : 0;
-	printf("madoguchi-kiosk-sim: %llu sent, %llu answered in %.3f s (%.1f/s) over %llu "
-	       "connection%s\n",
+	printf("madoguchi-kiosk-sim: %llu sent, %llu answered in %.3f s (%.1f/s) over %ld "
+	       "connection%s (%llu opened while the clock ran)\n",
 	       (unsigned long long)s->sent, (unsigned long long)s->completed, s->elapsed_s, rate,
-	       (unsigned long long)s->connections, s->connections == 1 ? "" : "s");
+	       p->connections, p->connections == 1 ? "" : "s", (unsigned long long)s->connections);
 	printf("  status:");
 	for (int i = 0; i < 600; i++)
 		if (s->by_status[i] > 0)
