@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "admin.h"
+#include "record.h"
 #include "server.h"
 
 static struct server *admin_server(struct conn *c)
@@ -144,6 +145,74 @@ static void handle_linkage(struct conn *c, const struct http_request *req,
 	issuance_linkage_import(admin_server(c)->issuance, c, req, resp);
 }
 
+static void handle_audit(struct conn *c, const struct http_request *req, struct http_response *resp)
+{
+	issuance_audit(admin_server(c)->issuance, false, c, req, resp);
+}
+
+static void handle_audit_verify(struct conn *c, const struct http_request *req,
+				struct http_response *resp)
+{
+	issuance_audit(admin_server(c)->issuance, true, c, req, resp);
+}
+
+/* GET /v1/plugins (DESIGN §7): each instance, the types routed to it, its state. */
+static void handle_plugins(struct conn *c, const struct http_request *req,
+			   struct http_response *resp)
+{
+	struct server *s = admin_server(c);
+	struct gate *gate = issuance_gate(s->issuance);
+	json_t *list = json_array();
+	(void)req;
+	for (size_t i = 0; i < plugin_host_count(s->plugins); i++) {
+		struct plugin_instance *inst = plugin_host_instance(s->plugins, i);
+		const char *name = plugin_instance_name(inst);
+		const struct mdg_plugin_descriptor *d = plugin_instance_descriptor(inst);
+		json_t *routes = json_array();
+		for (int t = 0; s->cfg->issuance.enabled && t < RECORD_CERTIFICATE_TYPE_COUNT;
+		     t++) {
+			const char *p = s->cfg->issuance.certificates[t].plugin;
+			if (p != NULL && strcmp(p, name) == 0)
+				json_array_append_new(routes,
+						      json_string(record_certificate_types[t]));
+		}
+		struct gate_verdict v;
+		bool suspended =
+		    gate != NULL && gate_check(gate, name, d->version, "*", "*", false, &v);
+		json_t *suspensions = json_array();
+		if (suspended) {
+			char since[32];
+			admin_format_time(v.since, since, sizeof since);
+			json_array_append_new(suspensions,
+					      json_pack("{s:s, s:{s:[s]}, s:s, s:s, s:s}", "source",
+							gate_source_name(v.source), "scope",
+							"certificates", "*", "reason", v.reason,
+							"since", since, "mode",
+							v.immediate ? "immediate" : "drain"));
+		}
+		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:o, s:s, s:o}", "name",
+						      name, "version", d->version, "vendor",
+						      d->vendor, "routes", routes, "state",
+						      suspended ? "suspended" : "serving",
+						      "suspensions", suspensions));
+	}
+	admin_json(resp, 200, json_pack("{s:o}", "plugins", list));
+}
+
+/* POST /v1/reload: as SIGHUP, answered with the outcome. */
+static void handle_reload(struct conn *c, const struct http_request *req,
+			  struct http_response *resp)
+{
+	char msg[CONFIG_ERROR_MAX];
+	if (server_reload(admin_server(c), msg, sizeof msg) != 0) {
+		http_response_problem(resp, 400, "CONFIG_INVALID", "Configuration not reloaded",
+				      msg, req->id);
+		return;
+	}
+	admin_json(resp, 200,
+		   json_pack("{s:b, s:s}", "reloaded", 1, "config", admin_server(c)->cfg->path));
+}
+
 const struct route admin_store_routes[] = {
     {HTTP_GET, "/healthz", handle_healthz},
     {HTTP_POST, "/v1/issuances", handle_issuances},
@@ -152,9 +221,11 @@ const struct route admin_store_routes[] = {
 const size_t admin_store_route_count = sizeof admin_store_routes / sizeof admin_store_routes[0];
 
 const struct route admin_admin_routes[] = {
-    {HTTP_GET, "/v1/status", handle_status}, {HTTP_GET, "/metrics", handle_metrics},
-    {HTTP_GET, "/healthz", handle_healthz},  {HTTP_GET, "/readyz", handle_readyz},
-    {HTTP_GET, "/v1/keys", handle_keys},     {HTTP_POST, "/v1/linkage", handle_linkage},
+    {HTTP_GET, "/v1/status", handle_status},   {HTTP_GET, "/metrics", handle_metrics},
+    {HTTP_GET, "/healthz", handle_healthz},    {HTTP_GET, "/readyz", handle_readyz},
+    {HTTP_GET, "/v1/keys", handle_keys},       {HTTP_POST, "/v1/linkage", handle_linkage},
+    {HTTP_GET, "/v1/audit", handle_audit},     {HTTP_GET, "/v1/audit/verify", handle_audit_verify},
+    {HTTP_GET, "/v1/plugins", handle_plugins}, {HTTP_POST, "/v1/reload", handle_reload},
 };
 const size_t admin_admin_route_count = sizeof admin_admin_routes / sizeof admin_admin_routes[0];
 

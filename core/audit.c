@@ -1593,6 +1593,40 @@ int audit_export(const char *db_path, FILE *out, uint64_t *rows, char *err, size
 	return status;
 }
 
+int audit_rows_json(const char *db_path, int64_t after_seq, unsigned limit, json_t **out,
+		    char *err, size_t err_size)
+{
+	*out = NULL;
+	sqlite3 *db = audit_open_snapshot(db_path, err, err_size);
+	if (db == NULL)
+		return AUDIT_ERROR;
+	sqlite3_stmt *st = NULL;
+	json_t *rows = json_array();
+	int rc = sqlite3_prepare_v2(db,
+				    "SELECT " AUDIT_ROW_COLUMNS
+				    " FROM audit_rows WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+				    -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, after_seq);
+		sqlite3_bind_int64(st, 2, limit);
+	}
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = SQLITE_OK;
+		json_array_append_new(rows, audit_row_json(st));
+	}
+	int status = AUDIT_OK;
+	if (rc != SQLITE_DONE || rows == NULL) {
+		status = audit_fail(err, err_size, AUDIT_ERROR, "cannot read %s: %s", db_path,
+				    sqlite3_errmsg(db));
+		json_decref(rows);
+		rows = NULL;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close_v2(db);
+	*out = rows;
+	return status;
+}
+
 int audit_subject_digest(const unsigned char *key, size_t keylen, const char *text,
 			 char out[AUDIT_HASH_LEN + 1])
 {

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "metrics.h"
@@ -207,6 +208,14 @@ int audit_verify(const char *db_path, const char *public_key_pem_path,
  * count.  Returns AUDIT_OK, or AUDIT_ERROR with err (cannot read, or a write to out failed).
  */
 int audit_export(const char *db_path, FILE *out, uint64_t *rows, char *err, size_t err_size);
+
+/*
+ * The rows after after_seq, oldest first, at most limit of them, as a JSON array of the
+ * export's objects (*out, the caller decrefs).  AUDIT_OK or AUDIT_ERROR with err filled.
+ * Opens the file read-only like audit_export(): any thread, while the writer runs.
+ */
+int audit_rows_json(const char *db_path, int64_t after_seq, unsigned limit, json_t **out,
+		    char *err, size_t err_size);
 
 /*
  * The subject digest: lower-case hex HMAC-SHA256 of text under key (the appliance's local

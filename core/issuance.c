@@ -108,6 +108,7 @@ struct issuance_service {
 	bool serial_reserving;
 	int serial_status;
 	char *gate_path;	  /* data_dir/gate.sqlite */
+	char *audit_path;	  /* data_dir/audit.sqlite */
 	unsigned persist_pending; /* suspensions being written on the pool */
 	struct issuance *live;	  /* every issuance not yet freed */
 	bool closing;
@@ -1250,6 +1251,135 @@ void issuance_linkage_import(struct issuance_service *svc, struct conn *c,
 	}
 }
 
+/* ------------------------------------------------------------ audit on the admin API */
+
+enum admin_job_kind { JOB_AUDIT_ROWS, JOB_AUDIT_VERIFY };
+
+/* GET /v1/audit and /v1/audit/verify: read the audit file on the pool, answer on the loop. */
+struct admin_job {
+	struct issuance_service *svc;
+	struct conn_pending *pending;
+	uv_work_t work;
+	enum admin_job_kind kind;
+	int64_t after;
+	unsigned limit;
+	json_t *result;
+	int failed;
+	char err[512];
+	char id[33];
+};
+
+static void admin_job_gone(void *arg)
+{
+	struct admin_job *job = arg;
+	conn_answer(job->pending, NULL);
+	job->pending = NULL;
+}
+
+static void admin_job_work(uv_work_t *w)
+{
+	struct admin_job *job = w->data;
+	struct issuance_service *svc = job->svc;
+	if (job->kind == JOB_AUDIT_ROWS) {
+		json_t *rows = NULL;
+		job->failed = audit_rows_json(svc->audit_path, job->after, job->limit, &rows,
+					      job->err, sizeof job->err) != AUDIT_OK;
+		if (!job->failed) {
+			json_t *last = json_array_get(rows, json_array_size(rows) - 1);
+			json_int_t next = last ? json_integer_value(json_object_get(last, "seq"))
+					       : (json_int_t)job->after;
+			job->result = json_pack("{s:o, s:I}", "rows", rows, "next_after", next);
+		}
+		return;
+	}
+	struct audit_verify_report rep;
+	int rc =
+	    audit_verify(svc->audit_path, svc->conf->document_key, &rep, job->err, sizeof job->err);
+	if (rc != AUDIT_OK && rc != AUDIT_CORRUPT) {
+		job->failed = 1;
+		return;
+	}
+	job->result = json_pack(
+	    "{s:b, s:I, s:I, s:I, s:s, s:I, s:s}", "intact", rc == AUDIT_OK, "rows_checked",
+	    (json_int_t)rep.rows_checked, "checkpoints_checked",
+	    (json_int_t)rep.checkpoints_checked, "head_seq", (json_int_t)rep.last_seq, "head_hash",
+	    rep.last_hash, "first_bad_seq", (json_int_t)rep.first_bad_seq, "problem", rep.problem);
+}
+
+static void admin_job_done(uv_work_t *w, int status)
+{
+	struct admin_job *job = w->data;
+	struct http_response resp;
+	http_response_init(&resp);
+	char *text = job->result && status == 0
+			 ? json_dumps(job->result, JSON_COMPACT | JSON_PRESERVE_ORDER)
+			 : NULL;
+	if (text != NULL)
+		http_response_body(&resp, 200, "application/json", text, strlen(text));
+	else
+		http_response_problem(&resp, 500, "AUDIT_UNREADABLE", "Audit unreadable",
+				      job->failed ? job->err : "out of memory", job->id);
+	if (job->pending != NULL)
+		conn_answer(job->pending, &resp);
+	http_response_free(&resp);
+	free(text);
+	json_decref(job->result);
+	free(job);
+}
+
+/* A query parameter's integer value, or def when absent or not a number. */
+static long long query_int(const char *url, const char *name, long long def)
+{
+	const char *q = strchr(url, '?');
+	size_t n = strlen(name);
+	for (const char *p = q; p != NULL; p = strchr(p + 1, '&')) {
+		if (strncmp(p + 1, name, n) == 0 && p[1 + n] == '=') {
+			char *end;
+			long long v = strtoll(p + 2 + n, &end, 10);
+			return end != p + 2 + n && (*end == '\0' || *end == '&') ? v : def;
+		}
+	}
+	return def;
+}
+
+void issuance_audit(struct issuance_service *svc, bool verify, struct conn *c,
+		    const struct http_request *req, struct http_response *resp)
+{
+	if (svc == NULL) {
+		http_response_problem(resp, 404, "NOT_FOUND", "Not found",
+				      "this appliance has no issuance section in its config",
+				      req->id);
+		return;
+	}
+	struct admin_job *job = calloc(1, sizeof *job);
+	if (job == NULL) {
+		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
+				      "out of memory", req->id);
+		return;
+	}
+	job->svc = svc;
+	job->kind = verify ? JOB_AUDIT_VERIFY : JOB_AUDIT_ROWS;
+	long long after = query_int(req->url, "after", 0);
+	long long limit = query_int(req->url, "limit", 100);
+	job->after = after < 0 ? 0 : after;
+	job->limit = limit < 1 ? 1 : limit > 1000 ? 1000 : (unsigned)limit;
+	memcpy(job->id, req->id, sizeof job->id);
+	job->work.data = job;
+	job->pending =
+	    conn_defer(c, verify ? "/v1/audit/verify" : "/v1/audit", admin_job_gone, job);
+	if (job->pending == NULL) {
+		free(job);
+		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
+				      "out of memory", req->id);
+		return;
+	}
+	if (uv_queue_work(svc->loop, &job->work, admin_job_work, admin_job_done) != 0) {
+		job->failed = 1;
+		snprintf(job->err, sizeof job->err, "cannot queue work on the thread pool");
+		admin_job_done(&job->work, 0);
+	}
+}
+
 /* --------------------------------------------------------------------- the service */
 
 /*
@@ -1366,7 +1496,9 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	    .checkpoint_every_rows = conf->audit.checkpoint_rows,
 	    .checkpoint_interval_ms = (uint32_t)conf->audit.checkpoint_interval_ms,
 	};
-	if (audit_open(loop, &ao, &svc->audit, err, sizeof err) != AUDIT_OK) {
+	svc->audit_path = strdup(audit_db);
+	if (svc->audit_path == NULL ||
+	    audit_open(loop, &ao, &svc->audit, err, sizeof err) != AUDIT_OK) {
 		snprintf(msg, msg_size, "audit store %s: %s", audit_db, err);
 		goto fail;
 	}
@@ -1453,6 +1585,7 @@ void issuance_service_free(struct issuance_service *svc)
 	free(svc->keys_json);
 	free(svc->serial_path);
 	free(svc->gate_path);
+	free(svc->audit_path);
 	config_unref(svc->cfg);
 	free(svc);
 }

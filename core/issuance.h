@@ -55,6 +55,14 @@ void issuance_keys(struct issuance_service *svc, struct http_response *resp);
 void issuance_linkage_import(struct issuance_service *svc, struct conn *c,
 			     const struct http_request *req, struct http_response *resp);
 
+/*
+ * GET /v1/audit (verify false: rows after ?after=SEQ, at most ?limit=N (100, up to 1000), with
+ * next_after) and GET /v1/audit/verify (the chain and checkpoints checked against the document
+ * key): read from the file on the pool (admin listener).
+ */
+void issuance_audit(struct issuance_service *svc, bool verify, struct conn *c,
+		    const struct http_request *req, struct http_response *resp);
+
 /* The gate, for the admin API and status. */
 struct gate *issuance_gate(struct issuance_service *svc);
 /* Cards in the linkage table. */

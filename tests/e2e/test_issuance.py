@@ -1070,6 +1070,19 @@ def group_main(tap, city, sims):
           "(source auto), the registry plugin serving; the fault is counted",
           suspended_status)
 
+    def plugins_view():
+        plugins = {p["name"]: p for p in d.admin_get("/v1/plugins").json()["plugins"]}
+        v, reg = plugins["vendor"], plugins["registry"]
+        expect(v["state"] == "suspended" and v["suspensions"]
+               and v["suspensions"][0]["source"] == "auto"
+               and v["suspensions"][0]["mode"] == "immediate", "vendor %r" % v)
+        expect(sorted(v["routes"]) == ["koseki-attachment", "koseki-full",
+                                       "koseki-individual"], "vendor routes %r" % v["routes"])
+        expect(reg["state"] == "serving" and reg["suspensions"] == []
+               and "residence" in reg["routes"], "registry %r" % reg)
+    point("GET /v1/plugins (DESIGN §7) lists each plugin's routes and state, the vendor "
+          "suspended with its auto suspension", plugins_view)
+
     def suspended_answer():
         r = city.pick(lambda x: x["issuable"]["koseki-attachment"])
         body, sent = request_body("koseki-attachment", raw=True)
@@ -1099,6 +1112,18 @@ def group_main(tap, city, sims):
         expect(rc == 0, "exit status %r on SIGTERM before the restart" % rc)
     point("the auto suspension is still in force after a restart (DESIGN §6: persisted, "
           "lifted only by an acknowledgement)", suspension_persists)
+
+    def audit_api():
+        ver = d.admin_get("/v1/audit/verify").json()
+        expect(ver["intact"] is True and ver["rows_checked"] > 0 and ver["first_bad_seq"] == 0,
+               "verify %r" % ver)
+        page = d.admin_get("/v1/audit?after=0&limit=3").json()
+        seqs = [r["seq"] for r in page["rows"]]
+        expect(seqs == [1, 2, 3] and page["next_after"] == 3, "page %r" % seqs)
+        nxt = d.admin_get("/v1/audit?after=3&limit=2").json()
+        expect([r["seq"] for r in nxt["rows"]] == [4, 5], "next page %r" % nxt)
+    point("GET /v1/audit/verify says the chain is intact; GET /v1/audit pages rows by seq",
+          audit_api)
 
     client.close()
     # -- 5. audit of this daemon's run
