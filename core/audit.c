@@ -409,20 +409,6 @@ static size_t audit_checkpoint_text(char *buf, size_t size, int64_t seq, const c
 
 /* --- keys ---------------------------------------------------------------------------------- */
 
-/* key id of an Ed25519 key: first 16 hex of SHA-256 of the raw public key. */
-static int audit_key_id(EVP_PKEY *key, char out[AUDIT_KEY_ID_LEN + 1])
-{
-	unsigned char raw[32], md[32];
-	size_t raw_len = sizeof raw;
-	if (EVP_PKEY_get_raw_public_key(key, raw, &raw_len) != 1 || raw_len != sizeof raw ||
-	    EVP_Digest(raw, raw_len, md, NULL, EVP_sha256(), NULL) != 1) {
-		ERR_clear_error();
-		return -1;
-	}
-	ossl_hex(md, AUDIT_KEY_ID_LEN / 2, out);
-	return 0;
-}
-
 /* Loads an Ed25519 key from a PEM file: the private key (PKCS#8), or with public_ok the public
  * key (SPKI) too.  Returns the key, or NULL with err filled. */
 static EVP_PKEY *audit_load_key(const char *path, int public_ok, char key_id[AUDIT_KEY_ID_LEN + 1],
@@ -452,7 +438,7 @@ static EVP_PKEY *audit_load_key(const char *path, int public_ok, char key_id[AUD
 			   ossl_reason(why, sizeof why, true));
 		return NULL;
 	}
-	if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519 || audit_key_id(key, key_id) != 0) {
+	if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519 || ossl_ed25519_key_id(key, key_id) != 0) {
 		EVP_PKEY_free(key);
 		audit_fail(err, err_size, AUDIT_ERROR, "the key in %s is not an Ed25519 key", path);
 		return NULL;
@@ -1593,8 +1579,8 @@ int audit_export(const char *db_path, FILE *out, uint64_t *rows, char *err, size
 	return status;
 }
 
-int audit_rows_json(const char *db_path, int64_t after_seq, unsigned limit, json_t **out,
-		    char *err, size_t err_size)
+int audit_rows_json(const char *db_path, int64_t after_seq, unsigned limit, json_t **out, char *err,
+		    size_t err_size)
 {
 	*out = NULL;
 	sqlite3 *db = audit_open_snapshot(db_path, err, err_size);
@@ -1602,10 +1588,9 @@ int audit_rows_json(const char *db_path, int64_t after_seq, unsigned limit, json
 		return AUDIT_ERROR;
 	sqlite3_stmt *st = NULL;
 	json_t *rows = json_array();
-	int rc = sqlite3_prepare_v2(db,
-				    "SELECT " AUDIT_ROW_COLUMNS
-				    " FROM audit_rows WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-				    -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(
+	    db, "SELECT " AUDIT_ROW_COLUMNS " FROM audit_rows WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+	    -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, after_seq);
 		sqlite3_bind_int64(st, 2, limit);

@@ -214,8 +214,8 @@ int audit_export(const char *db_path, FILE *out, uint64_t *rows, char *err, size
  * export's objects (*out, the caller decrefs).  AUDIT_OK or AUDIT_ERROR with err filled.
  * Opens the file read-only like audit_export(): any thread, while the writer runs.
  */
-int audit_rows_json(const char *db_path, int64_t after_seq, unsigned limit, json_t **out,
-		    char *err, size_t err_size);
+int audit_rows_json(const char *db_path, int64_t after_seq, unsigned limit, json_t **out, char *err,
+		    size_t err_size);
 
 /*
  * The subject digest: lower-case hex HMAC-SHA256 of text under key (the appliance's local

@@ -41,19 +41,6 @@ static int doccode_fail(char *err, size_t err_size, int status, const char *msg,
 	return status;
 }
 
-/* key id of an Ed25519 key: first 16 hex of SHA-256 of the raw public key. */
-static int doccode_key_id(EVP_PKEY *key, char out[DOCCODE_KEY_ID_LEN + 1])
-{
-	unsigned char raw[32], md[32];
-	size_t raw_len = sizeof raw;
-	if (EVP_PKEY_get_raw_public_key(key, raw, &raw_len) != 1 || raw_len != sizeof raw)
-		return -1;
-	if (EVP_Digest(raw, raw_len, md, NULL, EVP_sha256(), NULL) != 1)
-		return -1;
-	ossl_hex(md, DOCCODE_KEY_ID_LEN / 2, out);
-	return 0;
-}
-
 static int doc_signer_wrap(EVP_PKEY *key, struct doc_signer **out, char *err, size_t err_size)
 {
 	if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
@@ -62,7 +49,7 @@ static int doc_signer_wrap(EVP_PKEY *key, struct doc_signer **out, char *err, si
 				    "the document key is not an Ed25519 key", NULL);
 	}
 	struct doc_signer *s = calloc(1, sizeof *s);
-	if (s == NULL || doccode_key_id(key, s->key_id) != 0) {
+	if (s == NULL || ossl_ed25519_key_id(key, s->key_id) != 0) {
 		free(s);
 		EVP_PKEY_free(key);
 		return doccode_fail(err, err_size, DOCCODE_ERROR,
@@ -140,7 +127,7 @@ static int doc_verifier_wrap(EVP_PKEY *key, struct doc_verifier **out, char *err
 				    "the public key is not an Ed25519 key", NULL);
 	}
 	struct doc_verifier *v = calloc(1, sizeof *v);
-	if (v == NULL || doccode_key_id(key, v->key_id) != 0) {
+	if (v == NULL || ossl_ed25519_key_id(key, v->key_id) != 0) {
 		free(v);
 		EVP_PKEY_free(key);
 		return doccode_fail(err, err_size, DOCCODE_ERROR, "cannot read the public key",

@@ -1035,6 +1035,19 @@ static bool municipality_served(const struct config_issuance *conf, const char *
 	return false;
 }
 
+/* The admin and store routes of this module when the config has no issuance section. */
+static void answer_no_issuance(const struct http_request *req, struct http_response *resp)
+{
+	http_response_problem(resp, 404, "NOT_FOUND", "Not found",
+			      "this appliance has no issuance section in its config", req->id);
+}
+
+static void answer_out_of_memory(const struct http_request *req, struct http_response *resp)
+{
+	http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error", "out of memory",
+			      req->id);
+}
+
 static char *header_copy(const struct http_request *req, const char *name)
 {
 	const char *v = http_request_header(req, name);
@@ -1045,16 +1058,13 @@ void issuance_handle(struct issuance_service *svc, struct conn *c, const struct 
 		     struct http_response *resp)
 {
 	if (svc == NULL) {
-		http_response_problem(resp, 404, "NOT_FOUND", "Not found",
-				      "this appliance has no issuance section in its config",
-				      req->id);
+		answer_no_issuance(req, resp);
 		return;
 	}
 	struct issuance *is = calloc(1, sizeof *is);
 	if (is == NULL || (is->body = malloc(req->body_len + 1)) == NULL) {
 		free(is);
-		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
-				      "out of memory", req->id);
+		answer_out_of_memory(req, resp);
 		return;
 	}
 	is->svc = svc;
@@ -1075,8 +1085,7 @@ void issuance_handle(struct issuance_service *svc, struct conn *c, const struct 
 	is->pending = conn_defer(c, "/v1/issuances", client_gone, is);
 	if (is->pending == NULL) {
 		is_conclude(is);
-		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
-				      "out of memory", req->id);
+		answer_out_of_memory(req, resp);
 		is_maybe_free(is);
 		return;
 	}
@@ -1213,16 +1222,13 @@ void issuance_linkage_import(struct issuance_service *svc, struct conn *c,
 			     const struct http_request *req, struct http_response *resp)
 {
 	if (svc == NULL) {
-		http_response_problem(resp, 404, "NOT_FOUND", "Not found",
-				      "this appliance has no issuance section in its config",
-				      req->id);
+		answer_no_issuance(req, resp);
 		return;
 	}
 	struct linkage_import *im = calloc(1, sizeof *im);
 	if (im == NULL || (im->csv = malloc(req->body_len + 1)) == NULL) {
 		free(im);
-		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
-				      "out of memory", req->id);
+		answer_out_of_memory(req, resp);
 		return;
 	}
 	im->svc = svc;
@@ -1243,8 +1249,7 @@ void issuance_linkage_import(struct issuance_service *svc, struct conn *c,
 			conn_answer(im->pending, &r);
 			http_response_free(&r);
 		} else {
-			http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
-					      "out of memory", req->id);
+			answer_out_of_memory(req, resp);
 		}
 		free(im->csv);
 		free(im);
@@ -1346,15 +1351,12 @@ void issuance_audit(struct issuance_service *svc, bool verify, struct conn *c,
 		    const struct http_request *req, struct http_response *resp)
 {
 	if (svc == NULL) {
-		http_response_problem(resp, 404, "NOT_FOUND", "Not found",
-				      "this appliance has no issuance section in its config",
-				      req->id);
+		answer_no_issuance(req, resp);
 		return;
 	}
 	struct admin_job *job = calloc(1, sizeof *job);
 	if (job == NULL) {
-		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
-				      "out of memory", req->id);
+		answer_out_of_memory(req, resp);
 		return;
 	}
 	job->svc = svc;
@@ -1369,8 +1371,7 @@ void issuance_audit(struct issuance_service *svc, bool verify, struct conn *c,
 	    conn_defer(c, verify ? "/v1/audit/verify" : "/v1/audit", admin_job_gone, job);
 	if (job->pending == NULL) {
 		free(job);
-		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
-				      "out of memory", req->id);
+		answer_out_of_memory(req, resp);
 		return;
 	}
 	if (uv_queue_work(svc->loop, &job->work, admin_job_work, admin_job_done) != 0) {

@@ -121,19 +121,6 @@ __attribute__((format(printf, 4, 5))) static int sus_failf(struct suslist_error 
 
 /* ---- keyring ------------------------------------------------------------------------------ */
 
-/* key id of an Ed25519 key: first 16 hex of SHA-256 of the raw public key (as doccode.c). */
-static int sus_key_id(EVP_PKEY *key, char out[SUSLIST_KEY_ID_LEN + 1])
-{
-	unsigned char raw[32], md[32];
-	size_t raw_len = sizeof raw;
-	if (EVP_PKEY_get_raw_public_key(key, raw, &raw_len) != 1 || raw_len != sizeof raw)
-		return -1;
-	if (EVP_Digest(raw, raw_len, md, NULL, EVP_sha256(), NULL) != 1)
-		return -1;
-	ossl_hex(md, SUSLIST_KEY_ID_LEN / 2, out);
-	return 0;
-}
-
 int suslist_keyring_load(const char *const *pub_paths, size_t n, struct suslist_keyring **out,
 			 struct suslist_error *err)
 {
@@ -171,7 +158,7 @@ int suslist_keyring_load(const char *const *pub_paths, size_t n, struct suslist_
 			    err, SUSLIST_ERROR, "",
 			    "%s is not an Ed25519 key (the ministry signs with Ed25519)", path);
 		}
-		if (sus_key_id(key, k->key_id) != 0) {
+		if (ossl_ed25519_key_id(key, k->key_id) != 0) {
 			suslist_keyring_free(ring);
 			return sus_failf(err, SUSLIST_ERROR, "", "cannot read the public key in %s",
 					 path);
