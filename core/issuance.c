@@ -461,7 +461,7 @@ static void lookup_done(struct issuance *is)
 static void is_audit(struct issuance *is, size_t outcome, bool with_document)
 {
 	struct issuance_service *svc = is->svc;
-	char err[200], terminal[256];
+	char err[200], terminal[1024]; /* 3 fields of 64 printable characters, escaped */
 	is->outcome = outcome;
 	json_t *t = json_pack("{s:s, s:s, s:s}", "kiosk", is->req.terminal_kiosk, "operator",
 			      is->req.terminal_operator, "store", is->req.terminal_store);
