@@ -12,6 +12,7 @@
 #      clock starts): p50 and p99 latency from each request's due time, so a queue cannot hide;
 # and prints the audit's rows, commits and rows per commit from the daemon's metrics.
 # Client and daemon share the machine's cores; the figures are for the pair.
+# OPEN_CONNECTIONS=N changes the open loop's connections (default 64).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 count=${1:-20000}
@@ -82,7 +83,7 @@ field '"   %d answered (%s), %.0f issuances/s, p50 %.1f ms, p99 %.1f ms, mismatc
 
 target=$((rate * 8 / 10))
 echo "2. open loop at 80 % of that: $target/s for 15 s"
-"${sim[@]}" --rate "$target" --duration 15 --connections 64 >"$tmp/open.json" || true
+"${sim[@]}" --rate "$target" --duration 15 --connections "${OPEN_CONNECTIONS:-64}" >"$tmp/open.json" || true
 field '"   %d answered (%s), %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["latency_ms"]["max"], d["mismatches"])' <"$tmp/open.json"
 
 echo "3. audit"
