@@ -92,6 +92,7 @@ struct issuance_service {
 	struct config *cfg;
 	const struct config_issuance *conf;
 	struct plugin_host *plugins;
+	struct plugin_instance *routes[RECORD_CERTIFICATE_TYPE_COUNT]; /* per type, or NULL */
 	struct cardproof_ctx *cards;
 	struct doc_signer *signer;
 	struct linkage *linkage;
@@ -653,7 +654,7 @@ static void proof_done(struct issuance *is)
 		return;
 	}
 	/* Step 7: from here on every conclusion is an audit row. */
-	is->plugin = plugin_host_find(svc->plugins, is->cert->plugin);
+	is->plugin = svc->routes[is->req.certificate];
 	const struct mdg_plugin_descriptor *desc = plugin_instance_descriptor(is->plugin);
 	is->plugin_name = is->cert->plugin;
 	is->plugin_version = desc->version;
@@ -678,11 +679,9 @@ static void proof_done(struct issuance *is)
 	/* Steps 9-10: admission and the fetch, within what is left of the deadline. */
 	uint64_t spent_ms = (uv_hrtime() - is->started_ns) / 1000000;
 	uint64_t left_ms = conf->deadline_ms > spent_ms ? conf->deadline_ms - spent_ms : 1;
-	const struct config_plugin *pc = NULL;
-	for (size_t i = 0; i < svc->cfg->plugin_count; i++)
-		if (strcmp(svc->cfg->plugins[i].name, is->plugin_name) == 0)
-			pc = &svc->cfg->plugins[i];
-	uint64_t timeout = pc && pc->timeout_ms < left_ms ? pc->timeout_ms : left_ms;
+	uint64_t timeout = plugin_instance_timeout_ms(is->plugin);
+	if (timeout > left_ms)
+		timeout = left_ms;
 	uint32_t options = (is->req.household ? MDG_FETCH_HOUSEHOLD : 0) |
 			   (is->req.show_my_number ? MDG_FETCH_SHOW_MY_NUMBER : 0) |
 			   (is->req.show_domicile ? MDG_FETCH_SHOW_DOMICILE : 0);
@@ -1460,6 +1459,7 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 			    record_certificate_types[t]);
 			goto fail;
 		}
+		svc->routes[t] = inst;
 	}
 	if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
 		snprintf(msg, msg_size, "cannot create data_dir %s", cfg->data_dir);

@@ -627,6 +627,9 @@ int plugin_fetch(struct plugin_instance *inst, const char *certificate, const ch
 	f->deadline.data = f;
 	inst->in_flight++;
 	metrics_inc(inst->m_in_flight);
+	/* libuv times timers from the loop's cached time, which is as old as the callback that
+	 * started this fetch: the deadline counts from now. */
+	uv_update_time(h->loop);
 	uv_timer_start(&f->deadline, fetch_deadline, timeout_ms, 0);
 
 	struct mdg_fetch req = {
@@ -1074,6 +1077,11 @@ size_t plugin_host_count(const struct plugin_host *h)
 struct plugin_instance *plugin_host_instance(struct plugin_host *h, size_t i)
 {
 	return i < h->count ? &h->instances[i] : NULL;
+}
+
+uint64_t plugin_instance_timeout_ms(const struct plugin_instance *inst)
+{
+	return inst->ctx.conf->timeout_ms;
 }
 
 struct plugin_instance *plugin_host_find(struct plugin_host *h, const char *name)

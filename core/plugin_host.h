@@ -56,6 +56,8 @@ const char *plugin_instance_name(const struct plugin_instance *inst);
 const struct mdg_plugin_descriptor *plugin_instance_descriptor(const struct plugin_instance *inst);
 /* True when the instance's plugin serves certificate. */
 int plugin_instance_serves(const struct plugin_instance *inst, const char *certificate);
+/* The deadline of one fetch from the instance's config (plugins.NAME.timeout). */
+uint64_t plugin_instance_timeout_ms(const struct plugin_instance *inst);
 /* Fetches under way now. */
 uint32_t plugin_instance_in_flight(const struct plugin_instance *inst);
 

@@ -18,29 +18,21 @@
 #include <cmocka.h>
 
 #include "linkage.h"
+#include "tmp_db.h"
 
-static char dir[64], db[128];
+static const char *db;
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/mdg-linkage-XXXXXX");
-	if (mkdtemp(dir) == NULL)
-		return -1;
-	snprintf(db, sizeof db, "%s/linkage.sqlite", dir);
-	return 0;
+	db = tmp_db_make("mdg-linkage", "linkage.sqlite");
+	return db != NULL ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	char path[192];
-	static const char *const files[] = {"", "-wal", "-shm"};
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(path, sizeof path, "%s%s", db, files[i]);
-		unlink(path);
-	}
-	rmdir(dir);
+	tmp_db_remove();
 	return 0;
 }
 
