@@ -50,26 +50,30 @@
 /*
  * Verified card certificates, so a card that signs several requests (a resident printing
  * several certificates, a reprint) is parsed and chain-checked once: in OpenSSL 3.0,
- * d2i_X509() and the chain check are about two thirds of a card proof.  Direct-mapped by the
- * certificate's SHA-256, so a lookup is one slot under the lock; a collision replaces.  An
+ * d2i_X509() and the chain check are about two thirds of a card proof.  Two-way set
+ * associative by the certificate's SHA-256, so a lookup is two slots under the lock; a new
+ * card replaces the less recently used of its set (direct mapping made a quarter of 300
+ * cards evict each other, tests/bench/issuance.sh).  An
  * entry is used only within CARDPROOF_CACHE_TTL of its chain check, only while the card itself
  * is valid at `now` and before the earliest end of the CAs' validity; the body's signature is
  * checked on every request.
  */
-#define CARDPROOF_CACHE_SLOTS 1024
-#define CARDPROOF_CACHE_TTL   600 /* seconds */
+#define CARDPROOF_CACHE_SETS 2048
+#define CARDPROOF_CACHE_WAYS 2
+#define CARDPROOF_CACHE_TTL  600 /* seconds */
 
 struct cardproof_cached {
 	unsigned char sha256[32];
 	X509 *cert; /* NULL: empty slot */
 	struct cardproof_result res;
 	time_t verified_at;
+	uint64_t used; /* the cache's clock at the last hit or fill: least recent is replaced */
 };
 
 struct cardproof_cache {
 	pthread_mutex_t lock;
-	struct cardproof_cached slot[CARDPROOF_CACHE_SLOTS];
-	uint64_t hits, misses;
+	struct cardproof_cached slot[CARDPROOF_CACHE_SETS][CARDPROOF_CACHE_WAYS];
+	uint64_t hits, misses, clock;
 };
 
 struct cardproof_ctx {
@@ -99,8 +103,9 @@ void cardproof_ctx_free(struct cardproof_ctx *ctx)
 	X509_STORE_free(ctx->store);
 	EVP_MD_free(ctx->sha256);
 	if (ctx->cache != NULL) {
-		for (size_t i = 0; i < CARDPROOF_CACHE_SLOTS; i++)
-			X509_free(ctx->cache->slot[i].cert);
+		for (size_t i = 0; i < CARDPROOF_CACHE_SETS; i++)
+			for (size_t w = 0; w < CARDPROOF_CACHE_WAYS; w++)
+				X509_free(ctx->cache->slot[i][w].cert);
 		pthread_mutex_destroy(&ctx->cache->lock);
 		free(ctx->cache);
 	}
@@ -118,6 +123,13 @@ void cardproof_cache_stats(const struct cardproof_ctx *ctx, uint64_t *hits, uint
 	pthread_mutex_unlock(&ctx->cache->lock);
 }
 
+/* The set a digest belongs to. */
+static struct cardproof_cached *cardproof_cache_set(struct cardproof_cache *c,
+						    const unsigned char sha[32])
+{
+	return c->slot[(sha[0] | (unsigned)sha[1] << 8) % CARDPROOF_CACHE_SETS];
+}
+
 /* The verified certificate with this digest, up-ref'd (the caller frees it), or NULL. */
 static X509 *cardproof_cache_get(const struct cardproof_ctx *ctx, const unsigned char sha[32],
 				 time_t now, struct cardproof_result *res)
@@ -126,14 +138,17 @@ static X509 *cardproof_cache_get(const struct cardproof_ctx *ctx, const unsigned
 	X509 *cert = NULL;
 	if (c == NULL || now >= ctx->ca_not_after)
 		return NULL;
-	struct cardproof_cached *e =
-	    &c->slot[(sha[0] | (unsigned)sha[1] << 8) % CARDPROOF_CACHE_SLOTS];
+	struct cardproof_cached *set = cardproof_cache_set(c, sha);
 	pthread_mutex_lock(&c->lock);
-	if (e->cert != NULL && memcmp(e->sha256, sha, 32) == 0 &&
-	    now - e->verified_at < CARDPROOF_CACHE_TTL && now >= e->verified_at &&
-	    X509_up_ref(e->cert) == 1) {
-		cert = e->cert;
-		*res = e->res;
+	for (size_t w = 0; w < CARDPROOF_CACHE_WAYS && cert == NULL; w++) {
+		struct cardproof_cached *e = &set[w];
+		if (e->cert != NULL && memcmp(e->sha256, sha, 32) == 0 &&
+		    now - e->verified_at < CARDPROOF_CACHE_TTL && now >= e->verified_at &&
+		    X509_up_ref(e->cert) == 1) {
+			cert = e->cert;
+			*res = e->res;
+			e->used = ++c->clock;
+		}
 	}
 	if (cert != NULL)
 		c->hits++;
@@ -155,14 +170,24 @@ static void cardproof_cache_put(const struct cardproof_ctx *ctx, const unsigned 
 	struct cardproof_cache *c = ctx->cache;
 	if (c == NULL || X509_up_ref(cert) != 1)
 		return;
-	struct cardproof_cached *e =
-	    &c->slot[(sha[0] | (unsigned)sha[1] << 8) % CARDPROOF_CACHE_SLOTS];
+	struct cardproof_cached *set = cardproof_cache_set(c, sha);
 	pthread_mutex_lock(&c->lock);
+	/* The same card (re-verified after its TTL), else an empty way, else the least recent. */
+	struct cardproof_cached *e = &set[0];
+	for (size_t w = 0; w < CARDPROOF_CACHE_WAYS; w++) {
+		if (set[w].cert != NULL && memcmp(set[w].sha256, sha, 32) == 0) {
+			e = &set[w];
+			break;
+		}
+		if (set[w].cert == NULL || (e->cert != NULL && set[w].used < e->used))
+			e = &set[w];
+	}
 	X509 *old = e->cert;
 	memcpy(e->sha256, sha, 32);
 	e->cert = cert;
 	e->res = *res;
 	e->verified_at = now;
+	e->used = ++c->clock;
 	pthread_mutex_unlock(&c->lock);
 	X509_free(old);
 }

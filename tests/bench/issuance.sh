@@ -86,7 +86,7 @@ echo "2. open loop at 80 % of that: $target/s for 15 s"
 "${sim[@]}" --rate "$target" --duration 15 --connections "${OPEN_CONNECTIONS:-64}" >"$tmp/open.json" || true
 field '"   %d answered (%s), %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["latency_ms"]["max"], d["mismatches"])' <"$tmp/open.json"
 
-echo "3. audit"
+echo "3. audit and card cache"
 curl -s "http://127.0.0.1:$metrics/metrics" | python3 -c '
 import sys
 m = {}
@@ -101,5 +101,9 @@ secs = m.get("madoguchi_audit_commit_duration_seconds_sum", 0)
 print("   %d rows in %d commits (fsyncs): %.1f rows per commit, %.2f ms per commit"
       % (rows, commits, rows / commits if commits else 0,
          1000 * secs / commits if commits else 0))
+hits = m.get("madoguchi_card_cache_lookups_total{result=\"hit\"}", 0)
+misses = m.get("madoguchi_card_cache_lookups_total{result=\"miss\"}", 0)
+print("   card certificates: %d cache hits, %d misses (parsed and chain-checked)"
+      % (hits, misses))
 '
 "$build/ctl/madoguchictl" audit verify --db "$tmp/data/audit.sqlite" --public-key "$tmp/pki/document.pub"

@@ -41,7 +41,7 @@
 
 #include "kiosk_request.h"
 
-#define SIM_RING_MAX	16384	    /* requests signed ahead, at most */
+#define SIM_RING_MAX	65536	    /* requests signed ahead, at most (~3 KB each) */
 #define SIM_STALE_S	60.0	    /* a request signed longer ago is signed again */
 #define SIM_BODY_MAX	(64u << 20) /* bytes of an answer we keep */
 #define SIM_SIGNERS_MAX 8	    /* signer threads */
