@@ -12,7 +12,8 @@
 #      clock starts): p50 and p99 latency from each request's due time, so a queue cannot hide;
 # and prints the audit's rows, commits and rows per commit from the daemon's metrics.
 # Client and daemon share the machine's cores; the figures are for the pair.
-# OPEN_CONNECTIONS=N changes the open loop's connections (default 64).
+# OPEN_CONNECTIONS=N changes the open loop's connections (default 64); RATE=N runs the open
+# loop at N/s instead of 80 % of the closed loop's rate (to draw a latency curve).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 count=${1:-20000}
@@ -81,8 +82,12 @@ echo "1. closed loop: $count requests over 64 connections"
 rate=$(field 'round(d["rate_per_s"])' <"$tmp/closed.json")
 field '"   %d answered (%s), %.0f issuances/s, p50 %.1f ms, p99 %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["mismatches"])' <"$tmp/closed.json"
 
-target=$((rate * 8 / 10))
-echo "2. open loop at 80 % of that: $target/s for 15 s"
+target=${RATE:-$((rate * 8 / 10))}
+if [[ -n "${RATE:-}" ]]; then
+    echo "2. open loop at RATE=$target/s for 15 s"
+else
+    echo "2. open loop at 80 % of that: $target/s for 15 s"
+fi
 "${sim[@]}" --rate "$target" --duration 15 --connections "${OPEN_CONNECTIONS:-64}" >"$tmp/open.json" || true
 field '"   %d answered (%s), %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["latency_ms"]["max"], d["mismatches"])' <"$tmp/open.json"
 
@@ -101,6 +106,17 @@ secs = m.get("madoguchi_audit_commit_duration_seconds_sum", 0)
 print("   %d rows in %d commits (fsyncs): %.1f rows per commit, %.2f ms per commit"
       % (rows, commits, rows / commits if commits else 0,
          1000 * secs / commits if commits else 0))
+slow = [(k, v) for k, v in m.items()
+        if k.startswith("madoguchi_audit_commit_duration_seconds_bucket")]
+le = lambda k: float(k.split("le=\"")[1].split("\"")[0].replace("+Inf", "inf"))
+slow.sort(key=lambda kv: le(kv[0]))
+prev = 0
+shown = []
+for k, v in slow:
+    if le(k) > 0.01 and v > prev:
+        shown.append("%d up to %s s" % (v - prev, k.split("le=\"")[1].split("\"")[0]))
+    prev = v
+print("   commits over 10 ms: %s" % (", ".join(shown) or "none"))
 hits = m.get("madoguchi_card_cache_lookups_total{result=\"hit\"}", 0)
 misses = m.get("madoguchi_card_cache_lookups_total{result=\"miss\"}", 0)
 print("   card certificates: %d cache hits, %d misses (parsed and chain-checked)"
