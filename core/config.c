@@ -372,6 +372,11 @@ static const struct field top_fields[] = {
     {.name = "log", .kind = KIND_SECTION, .offset = 0, .section = log_fields},
     {.name = "shutdown", .kind = KIND_SECTION, .offset = 0, .section = shutdown_fields},
     {.name = "plugin_dir", .kind = KIND_PATH, AT(struct config, plugin_dir)},
+    {.name = "worker_threads",
+     .kind = KIND_INTEGER,
+     AT(struct config, worker_threads),
+     .min = 1,
+     .max = 1024}, /* libuv's own limit */
     {.name = "plugins", .kind = KIND_INSTANCES, .offset = 0, .section = plugin_fields},
     {.name = "issuance",
      .kind = KIND_SECTION,
@@ -1207,6 +1212,7 @@ static struct config *config_new_default(void)
 		return NULL;
 	cfg->refs = 1;
 	cfg->data_dir = strdup("/var/lib/madoguchi");
+	cfg->worker_threads = CONFIG_DEFAULT_WORKER_THREADS;
 	cfg->plugin_dir = strdup(MDG_DEFAULT_PLUGIN_DIR);
 	if (cfg->data_dir == NULL || cfg->plugin_dir == NULL) {
 		config_free(cfg);

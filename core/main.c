@@ -130,6 +130,14 @@ int main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 
+	/*
+	 * libuv sizes its thread pool from the environment when the first work is queued, which
+	 * is after this point.  Certificates render there, card proofs and plugin calls run there.
+	 */
+	char threads[16];
+	snprintf(threads, sizeof threads, "%u", cfg->worker_threads);
+	setenv("UV_THREADPOOL_SIZE", threads, 1);
+
 	uv_loop_t *loop = uv_default_loop();
 	struct server server;
 	char msg[CONFIG_ERROR_MAX];

@@ -109,6 +109,7 @@ static void server_report_restart_needed(const struct config *old, const struct 
 				       (strcmp(old->metrics.address, new->metrics.address) != 0 ||
 					old->metrics.port != new->metrics.port))},
 	    {"data_dir", strcmp(old->data_dir, new->data_dir) != 0},
+	    {"worker_threads", old->worker_threads != new->worker_threads},
 	};
 	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
 		if (checks[i].differs)

@@ -195,6 +195,7 @@ static void minimal_config_gets_documented_defaults(void **state)
 	assert_int_equal(cfg->log.level, CONFIG_LOG_INFO);
 	assert_true(cfg->log.access);
 	assert_int_equal(cfg->drain_timeout_ms, 30000);
+	assert_int_equal(cfg->worker_threads, 6);
 	assert_int_equal(cfg->refs, 1);
 	config_unref(cfg);
 }
@@ -235,7 +236,8 @@ static void every_key_overrides_its_default(void **state)
 					 "  level: WARN\n"
 					 "  access: off\n"
 					 "shutdown:\n"
-					 "  drain_timeout: 0\n");
+					 "  drain_timeout: 0\n"
+					 "worker_threads: 12\n");
 
 	assert_string_equal(cfg->data_dir, "/srv/madoguchi");
 	assert_string_equal(cfg->store.address, "::1");
@@ -262,6 +264,7 @@ static void every_key_overrides_its_default(void **state)
 	assert_int_equal(cfg->log.level, CONFIG_LOG_WARN);
 	assert_false(cfg->log.access);
 	assert_int_equal(cfg->drain_timeout_ms, 0);
+	assert_int_equal(cfg->worker_threads, 12);
 	config_unref(cfg);
 }
 
@@ -786,6 +789,8 @@ static void out_of_range_limit_integers_are_rejected(void **state)
 	expect_error(*state,
 		     MINIMAL_LISTENERS "    limits: {max_requests_per_connection: 10000001}\n", 11,
 		     43, "'10000001' is out of range (1 to 10000000)");
+	expect_error(*state, MINIMAL_LISTENERS "worker_threads: 0\n", 11, 17,
+		     "worker_threads: '0' is out of range (1 to 1024)");
 }
 
 static void non_numeric_address_is_rejected(void **state)
