@@ -50,16 +50,16 @@
 /*
  * Verified card certificates, so a card that signs several requests (a resident printing
  * several certificates, a reprint) is parsed and chain-checked once: in OpenSSL 3.0,
- * d2i_X509() and the chain check are about two thirds of a card proof.  Two-way set
- * associative by the certificate's SHA-256, so a lookup is two slots under the lock; a new
- * card replaces the less recently used of its set (direct mapping made a quarter of 300
- * cards evict each other, tests/bench/issuance.sh).  An
+ * d2i_X509() and the chain check are about two thirds of a card proof.  Four-way set
+ * associative by the certificate's SHA-256, so a lookup is four slots under the lock; a new
+ * card replaces the least recently used of its set (direct mapping made a quarter of 300
+ * cards evict each other, and two ways still let three of them share a set).  An
  * entry is used only within CARDPROOF_CACHE_TTL of its chain check, only while the card itself
  * is valid at `now` and before the earliest end of the CAs' validity; the body's signature is
  * checked on every request.
  */
-#define CARDPROOF_CACHE_SETS 2048
-#define CARDPROOF_CACHE_WAYS 2
+#define CARDPROOF_CACHE_SETS 1024
+#define CARDPROOF_CACHE_WAYS 4
 #define CARDPROOF_CACHE_TTL  600 /* seconds */
 
 struct cardproof_cached {
