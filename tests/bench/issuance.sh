@@ -88,8 +88,27 @@ if [[ -n "${RATE:-}" ]]; then
 else
     echo "2. open loop at 80 % of that: $target/s for 15 s"
 fi
+curl -s "http://127.0.0.1:$metrics/metrics" >"$tmp/before.prom"
 "${sim[@]}" --rate "$target" --duration 15 --connections "${OPEN_CONNECTIONS:-64}" >"$tmp/open.json" || true
+curl -s "http://127.0.0.1:$metrics/metrics" >"$tmp/after.prom"
 field '"   %d answered (%s), %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["latency_ms"]["max"], d["mismatches"])' <"$tmp/open.json"
+# The daemon's own view of the same requests (arrival to answer, without the client's queues).
+python3 - "$tmp/before.prom" "$tmp/after.prom" <<'PY'
+import sys
+def buckets(path):
+    b = {}
+    for line in open(path):
+        if line.startswith("madoguchi_issuance_duration_seconds_bucket{certificate=\"residence\""):
+            k, v = line.rsplit(" ", 1)
+            b[k.split('le="')[1].split('"')[0]] = float(v)
+    return b
+before, after = buckets(sys.argv[1]), buckets(sys.argv[2])
+d = {k: after[k] - before.get(k, 0) for k in after}
+total = d.get("+Inf", 0)
+if total:
+    print("   daemon side: %.2f %% answered within 25 ms, %.2f %% within 50 ms, %.2f %% within 100 ms"
+          % tuple(100 * d.get(k, 0) / total for k in ("0.025", "0.05", "0.1")))
+PY
 
 echo "3. audit and card cache"
 curl -s "http://127.0.0.1:$metrics/metrics" | python3 -c '
