@@ -37,13 +37,6 @@ static void admin_json(struct http_response *resp, int status, json_t *value)
 	free(text);
 }
 
-static void admin_format_time(time_t t, char *out, size_t size)
-{
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static json_t *admin_listener_json(const struct listener *l)
 {
 	return json_pack("{s:s, s:s, s:i, s:b}", "name", l->name, "address", l->address,
@@ -60,20 +53,14 @@ static json_t *admin_plugins_json(struct server *s)
 		json_t *certs = json_array();
 		for (size_t c = 0; d->certificates[c] != NULL; c++)
 			json_array_append_new(certs, json_string(d->certificates[c]));
-		struct gate_verdict v;
-		struct gate *gate = issuance_gate(s->issuance);
-		bool suspended = gate != NULL && gate_check(gate, plugin_instance_name(inst),
-							    d->version, "*", "*", false, &v);
-		json_t *entry = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:i}", "name",
-					  plugin_instance_name(inst), "plugin", d->name, "version",
-					  d->version, "vendor", d->vendor, "certificates", certs,
-					  "state", suspended ? "suspended" : "serving", "in_flight",
-					  (int)plugin_instance_in_flight(inst));
-		if (suspended)
-			json_object_set_new(entry, "suspension",
-					    json_pack("{s:s, s:s}", "source",
-						      gate_source_name(v.source), "reason",
-						      v.reason));
+		struct killswitch *ks = issuance_killswitch(s->issuance);
+		const char *name = plugin_instance_name(inst);
+		json_t *suspensions = killswitch_plugin_suspensions(ks, name, d->version);
+		json_t *entry = json_pack(
+		    "{s:s, s:s, s:s, s:s, s:o, s:s, s:i, s:o}", "name", name, "plugin", d->name,
+		    "version", d->version, "vendor", d->vendor, "certificates", certs, "state",
+		    json_array_size(suspensions) > 0 ? "suspended" : "serving", "in_flight",
+		    (int)plugin_instance_in_flight(inst), "suspensions", suspensions);
 		json_array_append_new(list, entry);
 	}
 	return list;
@@ -84,7 +71,7 @@ static void handle_status(struct conn *c, const struct http_request *req,
 {
 	struct server *s = admin_server(c);
 	char started[32];
-	admin_format_time(s->started_at, started, sizeof started);
+	http_format_time(s->started_at, started, sizeof started);
 	json_t *listeners = json_array();
 	json_array_append_new(listeners, admin_listener_json(&s->store));
 	json_array_append_new(listeners, admin_listener_json(&s->admin));
@@ -95,6 +82,8 @@ static void handle_status(struct conn *c, const struct http_request *req,
 				   "pid", (int)getpid(), "started_at", started, "uptime_seconds",
 				   (json_int_t)(time(NULL) - s->started_at), "config", s->cfg->path,
 				   "listeners", listeners, "plugins", admin_plugins_json(s));
+	json_object_set_new(status, "kill_switch",
+			    killswitch_status_json(issuance_killswitch(s->issuance)));
 	admin_json(resp, 200, status);
 }
 
@@ -107,8 +96,13 @@ static void handle_healthz(struct conn *c, const struct http_request *req,
 static void handle_readyz(struct conn *c, const struct http_request *req,
 			  struct http_response *resp)
 {
+	static const char degraded[] = "degraded: the ministry suspension list in force has "
+				       "expired (still enforced)\n";
 	if (admin_server(c)->draining)
 		http_response_body(resp, 503, "text/plain; charset=utf-8", "draining\n", 9);
+	else if (killswitch_degraded(issuance_killswitch(admin_server(c)->issuance), time(NULL)))
+		http_response_body(resp, 200, "text/plain; charset=utf-8", degraded,
+				   sizeof degraded - 1);
 	else
 		http_response_body(resp, 200, "text/plain; charset=utf-8", "ready\n", 6);
 }
@@ -161,7 +155,6 @@ static void handle_plugins(struct conn *c, const struct http_request *req,
 			   struct http_response *resp)
 {
 	struct server *s = admin_server(c);
-	struct gate *gate = issuance_gate(s->issuance);
 	json_t *list = json_array();
 	(void)req;
 	for (size_t i = 0; i < plugin_host_count(s->plugins); i++) {
@@ -176,25 +169,13 @@ static void handle_plugins(struct conn *c, const struct http_request *req,
 				json_array_append_new(routes,
 						      json_string(record_certificate_types[t]));
 		}
-		struct gate_verdict v;
-		bool suspended =
-		    gate != NULL && gate_check(gate, name, d->version, "*", "*", false, &v);
-		json_t *suspensions = json_array();
-		if (suspended) {
-			char since[32];
-			admin_format_time(v.since, since, sizeof since);
-			json_array_append_new(suspensions,
-					      json_pack("{s:s, s:{s:[s]}, s:s, s:s, s:s}", "source",
-							gate_source_name(v.source), "scope",
-							"certificates", "*", "reason", v.reason,
-							"since", since, "mode",
-							v.immediate ? "immediate" : "drain"));
-		}
-		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:o, s:s, s:o}", "name",
-						      name, "version", d->version, "vendor",
-						      d->vendor, "routes", routes, "state",
-						      suspended ? "suspended" : "serving",
-						      "suspensions", suspensions));
+		json_t *suspensions = killswitch_plugin_suspensions(
+		    issuance_killswitch(s->issuance), name, d->version);
+		json_array_append_new(
+		    list, json_pack("{s:s, s:s, s:s, s:o, s:s, s:o}", "name", name, "version",
+				    d->version, "vendor", d->vendor, "routes", routes, "state",
+				    json_array_size(suspensions) > 0 ? "suspended" : "serving",
+				    "suspensions", suspensions));
 	}
 	admin_json(resp, 200, json_pack("{s:o}", "plugins", list));
 }
@@ -213,6 +194,41 @@ static void handle_reload(struct conn *c, const struct http_request *req,
 		   json_pack("{s:b, s:s}", "reloaded", 1, "config", admin_server(c)->cfg->path));
 }
 
+/* POST /v1/plugins/{name}/suspend and /resume, GET /v1/suspensions (DESIGN §7). */
+static void handle_suspend(struct conn *c, const struct http_request *req,
+			   struct http_response *resp)
+{
+	char name[ROUTE_PARAM_MAX + 1] = "";
+	route_param("/v1/plugins/{name}/suspend", req->path, name, sizeof name);
+	killswitch_suspend(issuance_killswitch(admin_server(c)->issuance), name, c, req, resp);
+}
+
+static void handle_resume(struct conn *c, const struct http_request *req,
+			  struct http_response *resp)
+{
+	char name[ROUTE_PARAM_MAX + 1] = "";
+	route_param("/v1/plugins/{name}/resume", req->path, name, sizeof name);
+	killswitch_resume(issuance_killswitch(admin_server(c)->issuance), name, c, req, resp);
+}
+
+static void handle_suspensions(struct conn *c, const struct http_request *req,
+			       struct http_response *resp)
+{
+	struct killswitch *ks = issuance_killswitch(admin_server(c)->issuance);
+	if (ks == NULL)
+		http_response_problem(resp, 404, "NOT_FOUND", "Not found",
+				      "this appliance has no issuance section in its config",
+				      req->id);
+	else
+		killswitch_list(ks, req, resp);
+}
+
+static void handle_ministry_list(struct conn *c, const struct http_request *req,
+				 struct http_response *resp)
+{
+	killswitch_ministry_push(issuance_killswitch(admin_server(c)->issuance), c, req, resp);
+}
+
 const struct route admin_store_routes[] = {
     {HTTP_GET, "/healthz", handle_healthz},
     {HTTP_POST, "/v1/issuances", handle_issuances},
@@ -221,11 +237,20 @@ const struct route admin_store_routes[] = {
 const size_t admin_store_route_count = sizeof admin_store_routes / sizeof admin_store_routes[0];
 
 const struct route admin_admin_routes[] = {
-    {HTTP_GET, "/v1/status", handle_status},   {HTTP_GET, "/metrics", handle_metrics},
-    {HTTP_GET, "/healthz", handle_healthz},    {HTTP_GET, "/readyz", handle_readyz},
-    {HTTP_GET, "/v1/keys", handle_keys},       {HTTP_POST, "/v1/linkage", handle_linkage},
-    {HTTP_GET, "/v1/audit", handle_audit},     {HTTP_GET, "/v1/audit/verify", handle_audit_verify},
-    {HTTP_GET, "/v1/plugins", handle_plugins}, {HTTP_POST, "/v1/reload", handle_reload},
+    {HTTP_GET, "/v1/status", handle_status},
+    {HTTP_GET, "/metrics", handle_metrics},
+    {HTTP_GET, "/healthz", handle_healthz},
+    {HTTP_GET, "/readyz", handle_readyz},
+    {HTTP_GET, "/v1/keys", handle_keys},
+    {HTTP_POST, "/v1/linkage", handle_linkage},
+    {HTTP_GET, "/v1/audit", handle_audit},
+    {HTTP_GET, "/v1/audit/verify", handle_audit_verify},
+    {HTTP_GET, "/v1/plugins", handle_plugins},
+    {HTTP_POST, "/v1/reload", handle_reload},
+    {HTTP_POST, "/v1/plugins/{name}/suspend", handle_suspend},
+    {HTTP_POST, "/v1/plugins/{name}/resume", handle_resume},
+    {HTTP_GET, "/v1/suspensions", handle_suspensions},
+    {HTTP_POST, "/v1/ministry/suspension-list", handle_ministry_list},
 };
 const size_t admin_admin_route_count = sizeof admin_admin_routes / sizeof admin_admin_routes[0];
 

@@ -59,6 +59,7 @@ enum field_kind {
 	KIND_INSTANCES,	  /* the plugins mapping: instance name -> plugin_fields */
 	KIND_SETTINGS,	  /* a plugin's free-form config: scalar keys and values */
 	KIND_LIST,	  /* struct config_list: a sequence of scalars, or one scalar */
+	KIND_FILE_LIST,	  /* as KIND_LIST, each item a readable file (relative to the config) */
 	KIND_PROOF_MODE,  /* enum config_card_proof_mode: required | center-asserted */
 };
 
@@ -362,6 +363,31 @@ static const struct field issuance_fields[] = {
     {.name = NULL},
 };
 
+static const struct field ministry_fields[] = {
+    {.name = "keys",
+     .kind = KIND_FILE_LIST,
+     .flags = FIELD_REQUIRED,
+     AT(struct config_ministry, keys)},
+    {.name = "threshold",
+     .kind = KIND_INTEGER,
+     AT(struct config_ministry, threshold),
+     .min = 1,
+     .max = 16},
+    {.name = "feed_url", .kind = KIND_STRING, AT(struct config_ministry, feed_url)},
+    {.name = "feed_ca", .kind = KIND_FILE, AT(struct config_ministry, feed_ca)},
+    {.name = "poll_interval",
+     .kind = KIND_DURATION,
+     AT(struct config_ministry, poll_interval_ms),
+     .min = SECOND_MS,
+     .max = 24 * HOUR_MS},
+    {.name = "feed_timeout",
+     .kind = KIND_DURATION,
+     AT(struct config_ministry, feed_timeout_ms),
+     .min = 100,
+     .max = 10 * MINUTE_MS},
+    {.name = NULL},
+};
+
 static const struct field top_fields[] = {
     {.name = "data_dir", .kind = KIND_PATH, AT(struct config, data_dir)},
     {.name = "listeners",
@@ -384,6 +410,12 @@ static const struct field top_fields[] = {
      AT(struct config, issuance),
      .section = issuance_fields,
      .aux = offsetof(struct config_issuance, enabled)},
+    {.name = "ministry",
+     .kind = KIND_SECTION,
+     .flags = FIELD_SETS_PRESENT,
+     AT(struct config, ministry),
+     .section = ministry_fields,
+     .aux = offsetof(struct config_ministry, enabled)},
     {.name = NULL},
 };
 
@@ -982,7 +1014,7 @@ static int config_walk_settings(struct loader *ld, struct config_plugin *p, cons
 
 /* Reads a list: a sequence of non-empty scalars, or one scalar (a list of one). */
 static int config_walk_list(struct loader *ld, const char *name, yaml_node_t *value,
-			    struct config_list *list)
+			    struct config_list *list, bool files)
 {
 	list->given = true;
 	if (config_node_is_null(value))
@@ -1009,10 +1041,14 @@ static int config_walk_list(struct loader *ld, const char *name, yaml_node_t *va
 			return config_fail_at(ld, item->start_mark,
 					      "%s: each item must be a single non-empty value",
 					      name);
-		list->items[list->count] = strdup((const char *)item->data.scalar.value);
-		if (list->items[list->count] == NULL)
+		const char *text = (const char *)item->data.scalar.value;
+		char *copy = files ? config_resolve_path(ld->dir, text) : strdup(text);
+		if (copy == NULL)
 			return config_fail_at(ld, item->start_mark, "out of memory");
-		list->count++;
+		list->items[list->count++] = copy;
+		if (files && !(ld->flags & CONFIG_SKIP_FILE_CHECKS) &&
+		    config_check_file(ld, item, name, copy) != 0)
+			return -1;
 	}
 	return 0;
 }
@@ -1027,8 +1063,8 @@ static int config_walk_field(struct loader *ld, const struct field *f, unsigned 
 		return config_walk_instances(ld, f, (struct config *)base, name, key, value);
 	if (f->kind == KIND_SETTINGS)
 		return config_walk_settings(ld, (struct config_plugin *)base, name, key, value);
-	if (f->kind == KIND_LIST)
-		return config_walk_list(ld, name, value, dst);
+	if (f->kind == KIND_LIST || f->kind == KIND_FILE_LIST)
+		return config_walk_list(ld, name, value, dst, f->kind == KIND_FILE_LIST);
 	if (f->kind != KIND_SECTION) {
 		if (value->type != YAML_SCALAR_NODE)
 			return config_fail_at(ld, value->start_mark,
@@ -1152,6 +1188,9 @@ static void config_issuance_free(struct config_issuance *is)
 /* Frees cfg and everything it owns, whatever its reference count. */
 static void config_free(struct config *cfg)
 {
+	config_list_free(&cfg->ministry.keys);
+	free(cfg->ministry.feed_url);
+	free(cfg->ministry.feed_ca);
 	free(cfg->path);
 	free(cfg->data_dir);
 	free(cfg->store.address);
@@ -1233,6 +1272,9 @@ static struct config *config_new_default(void)
 	cfg->issuance.audit.checkpoint_rows = 1000;
 	cfg->issuance.audit.checkpoint_interval_ms = MINUTE_MS;
 	cfg->issuance.audit.queue_limit = 8192;
+	cfg->ministry.threshold = 1;
+	cfg->ministry.poll_interval_ms = MINUTE_MS;
+	cfg->ministry.feed_timeout_ms = 10 * SECOND_MS;
 	for (size_t i = 0; i < RECORD_CERTIFICATE_TYPE_COUNT; i++) {
 		cfg->issuance.certificates[i].fee = CONFIG_FEE_DEFAULT;
 		cfg->issuance.certificates[i].max_age_ms = 5 * MINUTE_MS;
@@ -1282,6 +1324,24 @@ config_fail_mark(struct loader *ld, struct config_mark mark, const char *fmt, ..
  * Checks what the issuance section's keys say together: municipality codes, that every routed
  * plugin instance exists, and each type's hours, closed days and fee (built into is->hours).
  */
+static int config_check_ministry(struct loader *ld, struct config *cfg)
+{
+	const struct config_ministry *m = &cfg->ministry;
+	if (m->keys.count == 0)
+		return config_fail(ld->err, ld->file,
+				   "ministry.keys: at least one ministry public key is needed");
+	if (m->threshold > m->keys.count)
+		return config_fail(ld->err, ld->file,
+				   "ministry.threshold: %u signatures required but only %zu keys "
+				   "configured: no list could ever be accepted",
+				   m->threshold, m->keys.count);
+	if (m->feed_url != NULL && strncmp(m->feed_url, "https://", 8) != 0)
+		return config_fail(ld->err, ld->file,
+				   "ministry.feed_url: must be an https:// URL (the feed's TLS "
+				   "certificate is verified)");
+	return 0;
+}
+
 static int config_check_issuance(struct loader *ld, struct config *cfg)
 {
 	struct config_issuance *is = &cfg->issuance;
@@ -1394,6 +1454,8 @@ static int config_read(struct loader *ld, FILE *fp, struct config *cfg, bool *ha
 	rc = config_walk_section(ld, top_fields, (unsigned char *)cfg, "", root, root->start_mark);
 	if (rc == 0 && cfg->issuance.enabled)
 		rc = config_check_issuance(ld, cfg);
+	if (rc == 0 && cfg->ministry.enabled)
+		rc = config_check_ministry(ld, cfg);
 out:
 	yaml_parser_delete(&parser);
 	return rc;

@@ -157,6 +157,17 @@ struct config_issuance {
 	struct hours_table hours; /* built from certificates[] when loading */
 };
 
+/* The ministry's kill switch (DESIGN §6); absent: no signed list is accepted. */
+struct config_ministry {
+	bool enabled;
+	struct config_list keys;   /* Ed25519 public key files (PEM), absolute */
+	uint32_t threshold;	   /* distinct configured keys that must have signed a list */
+	char *feed_url;		   /* https URL polled for the signed list; NULL: push only */
+	char *feed_ca;		   /* CA bundle for the feed's TLS; NULL: the system's */
+	uint64_t poll_interval_ms; /* between polls of feed_url */
+	uint64_t feed_timeout_ms;  /* one poll, connect to last byte */
+};
+
 struct config {
 	char *path;	/* the file it was loaded from, absolute */
 	char *data_dir; /* absolute */
@@ -173,6 +184,7 @@ struct config {
 	struct config_plugin *plugins;
 	size_t plugin_count;
 	struct config_issuance issuance;
+	struct config_ministry ministry;
 	int refs; /* atomic; see config_ref() */
 };
 

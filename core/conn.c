@@ -448,6 +448,40 @@ static void conn_send_answer(struct conn *c, struct http_response *resp)
 		conn_process_input(c);
 }
 
+bool route_matches(const char *pattern, const char *path)
+{
+	while (*pattern != '\0' && *path != '\0') {
+		if (*pattern == '{') {
+			const char *close = strchr(pattern, '}');
+			size_t n = strcspn(path, "/");
+			if (close == NULL || n == 0 || n > ROUTE_PARAM_MAX ||
+			    strspn(path, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+					 "0123456789._-") < n)
+				return false;
+			pattern = close + 1;
+			path += n;
+			continue;
+		}
+		if (*pattern++ != *path++)
+			return false;
+	}
+	return *pattern == '\0' && *path == '\0';
+}
+
+bool route_param(const char *pattern, const char *path, char *out, size_t size)
+{
+	const char *open = strchr(pattern, '{');
+	if (open == NULL || !route_matches(pattern, path) || size == 0)
+		return false;
+	const char *p = path + (open - pattern);
+	size_t n = strcspn(p, "/");
+	if (n >= size)
+		return false;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return true;
+}
+
 /* Looks up the route for req and lets it answer. */
 static void conn_dispatch(struct conn *c, struct http_request *req)
 {
@@ -460,7 +494,7 @@ static void conn_dispatch(struct conn *c, struct http_request *req)
 	const struct route *found = NULL;
 	bool path_known = false;
 	for (size_t i = 0; i < l->route_count; i++) {
-		if (strcmp(l->routes[i].path, req->path) != 0)
+		if (!route_matches(l->routes[i].path, req->path))
 			continue;
 		path_known = true;
 		if (l->routes[i].method == req->method) {
@@ -479,7 +513,7 @@ static void conn_dispatch(struct conn *c, struct http_request *req)
 		}
 	} else if (path_known) {
 		for (size_t i = 0; i < l->route_count; i++) {
-			if (strcmp(l->routes[i].path, req->path) == 0) {
+			if (route_matches(l->routes[i].path, req->path)) {
 				resp.route = l->routes[i].path;
 				http_response_header(&resp, "Allow",
 						     http_method_str(l->routes[i].method));

@@ -31,11 +31,21 @@ struct server;
 typedef void (*route_fn)(struct conn *c, const struct http_request *req,
 			 struct http_response *resp);
 
+/*
+ * A route's path is matched exactly, except that a segment written "{name}" matches any one
+ * segment of 1 to ROUTE_PARAM_MAX characters of A-Z a-z 0-9 . _ - ("/v1/plugins/{name}/suspend").
+ * resp->route is the pattern, so logs and metrics never carry the segment's value.
+ */
 struct route {
 	enum http_method method;
 	const char *path;
 	route_fn handler;
 };
+#define ROUTE_PARAM_MAX 64
+
+bool route_matches(const char *pattern, const char *path);
+/* The value of the pattern's (first) {…} segment in path; false when it does not match. */
+bool route_param(const char *pattern, const char *path, char *out, size_t size);
 
 struct listener {
 	const char *name; /* "store", "admin", "metrics" */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -494,4 +495,11 @@ int http_response_serialize(const struct http_response *r, bool keep_alive, cons
 	if (r->body.len > 0)
 		rc |= http_buf_append(out, r->body.data, r->body.len);
 	return rc == 0 ? 0 : -1;
+}
+
+void http_format_time(time_t t, char *out, size_t size)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <http_parser.h>
 #include <jansson.h>
@@ -147,6 +148,9 @@ int http_response_problem_ext(struct http_response *r, int status, const char *c
 			      json_t *extra);
 
 const char *http_status_reason(int status);
+
+/* t as the API's timestamps: RFC 3339 UTC, whole seconds ("2026-11-27T05:00:00Z"). */
+void http_format_time(time_t t, char *out, size_t size);
 
 /*
  * Writes status line, headers and body to out.  keep_alive false adds Connection: close.

@@ -93,10 +93,11 @@ struct issuance_service {
 	const struct config_issuance *conf;
 	struct plugin_host *plugins;
 	struct plugin_instance *routes[RECORD_CERTIFICATE_TYPE_COUNT]; /* per type, or NULL */
+	size_t route_index[RECORD_CERTIFICATE_TYPE_COUNT]; /* the instance's plugin host index */
 	struct cardproof_ctx *cards;
 	struct doc_signer *signer;
 	struct linkage *linkage;
-	struct gate *gate;
+	struct killswitch *ks; /* the gate and whoever changes it */
 	struct audit *audit;
 	unsigned char subject_key[SUBJECT_KEY_LEN];
 	char *keys_json; /* the answer of GET /v1/keys */
@@ -108,10 +109,8 @@ struct issuance_service {
 	uv_work_t serial_work;
 	bool serial_reserving;
 	int serial_status;
-	char *gate_path;	  /* data_dir/gate.sqlite */
-	char *audit_path;	  /* data_dir/audit.sqlite */
-	unsigned persist_pending; /* suspensions being written on the pool */
-	struct issuance *live;	  /* every issuance not yet freed */
+	char *audit_path;      /* data_dir/audit.sqlite */
+	struct issuance *live; /* every issuance not yet freed */
 	bool closing;
 	/* Metrics: per type, plugin route and outcome, created on first use. */
 	struct metric_family *m_issuances;
@@ -142,6 +141,7 @@ struct issuance {
 	struct issuance_req req;
 	bool have_req;
 	const struct config_certificate *cert;
+	size_t municipality; /* index in issuance.municipalities: the gate's binding */
 
 	/* Step 4-5 results (written by proof_work, read after on the loop). */
 	int proof_status;
@@ -196,13 +196,6 @@ static void sha256_hex(const void *data, size_t len, char out[HEX_SHA256 + 1])
 	unsigned char md[SHA256_DIGEST_LENGTH];
 	SHA256(data, len, md);
 	ossl_hex(md, sizeof md, out);
-}
-
-static void format_utc(time_t t, char *out, size_t size)
-{
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* The card's digest for the stored answer: the same card signs a replay. */
@@ -606,7 +599,7 @@ static void is_replay(struct issuance *is)
 static json_t *suspension_member(const struct gate_verdict *v)
 {
 	char since[32];
-	format_utc(v->since, since, sizeof since);
+	http_format_time(v->since, since, sizeof since);
 	return json_pack("{s:{s:s, s:s, s:s}}", "suspension", "source", gate_source_name(v->source),
 			 "reason", v->reason, "since", since);
 }
@@ -660,8 +653,8 @@ static void proof_done(struct issuance *is)
 	is->plugin_version = desc->version;
 	is->routed = true;
 	struct gate_verdict v;
-	if (gate_check(svc->gate, is->plugin_name, is->plugin_version, is->req.certificate_name,
-		       is->req.municipality, false, &v)) {
+	if (gate_check_at(killswitch_gate(svc->ks), svc->route_index[is->req.certificate],
+			  (size_t)is->req.certificate, is->municipality, false, &v)) {
 		is_fail(is, "SERVICE_SUSPENDED", "this certificate's backend is suspended",
 			suspension_member(&v));
 		return;
@@ -776,59 +769,6 @@ static int serial_open(struct issuance_service *svc, uint64_t floor, char *msg, 
 	return 0;
 }
 
-/* An automatic suspension being written to the gate's store on the pool. */
-struct suspension_write {
-	struct issuance_service *svc;
-	uv_work_t work;
-	char plugin[64], reason[GATE_REASON_MAX], err[256];
-	time_t since;
-	int status;
-};
-
-static void persist_work(uv_work_t *w)
-{
-	struct suspension_write *sw = w->data;
-	sw->status = gate_persist_auto(sw->svc->gate_path, sw->plugin, sw->reason, sw->since,
-				       sw->err, sizeof sw->err);
-}
-
-static void persist_done(uv_work_t *w, int status)
-{
-	struct suspension_write *sw = w->data;
-	sw->svc->persist_pending--;
-	if (status != 0 || sw->status != 0)
-		log_event(LOG_ERROR, "suspension_not_persisted", "{s:s, s:s}", "plugin", sw->plugin,
-			  "error", status != 0 ? "cancelled" : sw->err);
-	else
-		log_event(LOG_INFO, "suspension_persisted", "{s:s, s:s}", "plugin", sw->plugin,
-			  "source", "auto");
-	free(sw);
-}
-
-/*
- * Writes a new automatic suspension to the store, off the loop.  It is in force in memory
- * already; the store makes it survive a restart.
- */
-static void persist_suspension(struct issuance_service *svc, const char *plugin, const char *reason,
-			       time_t since)
-{
-	struct suspension_write *sw = calloc(1, sizeof *sw);
-	if (sw != NULL) {
-		sw->svc = svc;
-		sw->work.data = sw;
-		sw->since = since;
-		snprintf(sw->plugin, sizeof sw->plugin, "%s", plugin);
-		snprintf(sw->reason, sizeof sw->reason, "%s", reason);
-		if (uv_queue_work(svc->loop, &sw->work, persist_work, persist_done) == 0) {
-			svc->persist_pending++;
-			return;
-		}
-		free(sw);
-	}
-	log_event(LOG_ERROR, "suspension_not_persisted", "{s:s, s:s}", "plugin", plugin, "error",
-		  "out of memory");
-}
-
 /* Step 11, on the loop: what the plugin answered, checked. */
 static void fetch_done(void *arg, int status, mdg_record *record, const char *reason)
 {
@@ -877,12 +817,7 @@ static void fetch_done(void *arg, int status, mdg_record *record, const char *re
 			  "action", "plugin suspended (source auto) until acknowledged");
 		static const char why_fault[] = "integrity fault: the backend returned a record "
 						"of another resident or type";
-		int added = gate_suspend_auto(svc->gate, is->plugin_name, why_fault, now);
-		if (added < 0)
-			log_event(LOG_ERROR, "suspension_failed", "{s:s}", "plugin",
-				  is->plugin_name);
-		else if (added > 0)
-			persist_suspension(svc, is->plugin_name, why_fault, now);
+		killswitch_auto(svc->ks, is->plugin_name, why_fault, now);
 		is_fail(is, "INTEGRITY_FAULT",
 			"the backend returned a record of another resident; nothing was issued and "
 			"the backend is suspended",
@@ -938,7 +873,7 @@ static void render_work(uv_work_t *w)
 		return;
 	}
 	EVP_EncodeBlock((unsigned char *)sig_b64, sig, sizeof sig);
-	format_utc(is->issued_at, issued, sizeof issued);
+	http_format_time(is->issued_at, issued, sizeof issued);
 	/*
 	 * The 201 body: every member but the document's data through jansson, then the data
 	 * (base64: nothing to escape) spliced in by hand, since jansson would copy and scan the
@@ -992,8 +927,8 @@ static void render_done(struct issuance *is)
 	}
 	/* Step 13: a suspension that arrived meanwhile stops delivery. */
 	struct gate_verdict v;
-	if (gate_check(svc->gate, is->plugin_name, is->plugin_version, is->req.certificate_name,
-		       is->req.municipality, true, &v)) {
+	if (gate_check_at(killswitch_gate(svc->ks), svc->route_index[is->req.certificate],
+			  (size_t)is->req.certificate, is->municipality, true, &v)) {
 		is_fail(is, "SERVICE_SUSPENDED",
 			"this certificate's backend was suspended while the request ran",
 			suspension_member(&v));
@@ -1026,12 +961,13 @@ static void work_done(uv_work_t *w, int status)
 
 /* ------------------------------------------------------------------------- the route */
 
-static bool municipality_served(const struct config_issuance *conf, const char *code)
+/* The code's index in issuance.municipalities (the gate's binding), or -1. */
+static long municipality_index(const struct config_issuance *conf, const char *code)
 {
 	for (size_t i = 0; i < conf->municipalities.count; i++)
 		if (strcmp(conf->municipalities.items[i], code) == 0)
-			return true;
-	return false;
+			return (long)i;
+	return -1;
 }
 
 /* The admin and store routes of this module when the config has no issuance section. */
@@ -1114,11 +1050,13 @@ void issuance_handle(struct issuance_service *svc, struct conn *c, const struct 
 	}
 	is->have_req = true;
 	is->cert = &svc->conf->certificates[is->req.certificate];
-	if (!municipality_served(svc->conf, is->req.municipality)) {
+	long muni = municipality_index(svc->conf, is->req.municipality);
+	if (muni < 0) {
 		is_fail(is, "MUNICIPALITY_NOT_SERVED",
 			"this appliance does not serve that municipality", NULL);
 		return;
 	}
+	is->municipality = (size_t)muni;
 	if (is->cert->plugin == NULL) {
 		is_fail(is, "UNSUPPORTED_CERTIFICATE",
 			"this appliance does not offer that certificate type", NULL);
@@ -1460,6 +1398,9 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 			goto fail;
 		}
 		svc->routes[t] = inst;
+		for (size_t i = 0; i < plugin_host_count(plugins); i++)
+			if (plugin_host_instance(plugins, i) == inst)
+				svc->route_index[t] = i;
 	}
 	if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
 		snprintf(msg, msg_size, "cannot create data_dir %s", cfg->data_dir);
@@ -1484,8 +1425,7 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 		goto fail;
 	if (linkage_open(linkage_db, &svc->linkage, msg, msg_size) != 0)
 		goto fail;
-	svc->gate_path = data_path(cfg, "gate.sqlite");
-	if (svc->gate_path == NULL || gate_open(svc->gate_path, &svc->gate, msg, msg_size) != 0)
+	if (killswitch_open(loop, cfg, plugins, &svc->ks, msg, msg_size) != 0)
 		goto fail;
 	metrics_setup(svc);
 	struct audit_options ao = {
@@ -1542,6 +1482,10 @@ fail:
 		audit_close(svc->audit);
 		svc->audit = NULL;
 	}
+	if (svc->ks != NULL) { /* its timer and feed are handles on the loop: close them first */
+		killswitch_shutdown(svc->ks);
+		uv_run(loop, UV_RUN_NOWAIT);
+	}
 	issuance_service_free(svc);
 	return -1;
 }
@@ -1562,6 +1506,7 @@ void issuance_service_shutdown(struct issuance_service *svc)
 	}
 	if (svc->metrics_timer.data != NULL)
 		uv_close((uv_handle_t *)&svc->metrics_timer, NULL);
+	killswitch_shutdown(svc->ks);
 	audit_close(svc->audit); /* commits what was submitted and runs the callbacks */
 	svc->audit = NULL;
 	/* A clean stop gives back the unused part of the block (at shutdown, so blocking is
@@ -1575,17 +1520,16 @@ void issuance_service_free(struct issuance_service *svc)
 {
 	if (svc == NULL)
 		return;
-	while (svc->serial_reserving || svc->persist_pending > 0) /* writes still on the pool */
+	while (svc->serial_reserving || killswitch_busy(svc->ks)) /* writes still on the pool */
 		uv_run(svc->loop, UV_RUN_ONCE);
 	if (svc->audit != NULL)
 		audit_close(svc->audit);
 	cardproof_ctx_free(svc->cards);
 	doc_signer_free(svc->signer);
 	linkage_free(svc->linkage);
-	gate_free(svc->gate);
+	killswitch_free(svc->ks);
 	free(svc->keys_json);
 	free(svc->serial_path);
-	free(svc->gate_path);
 	free(svc->audit_path);
 	config_unref(svc->cfg);
 	free(svc);
@@ -1593,7 +1537,12 @@ void issuance_service_free(struct issuance_service *svc)
 
 struct gate *issuance_gate(struct issuance_service *svc)
 {
-	return svc ? svc->gate : NULL;
+	return svc ? killswitch_gate(svc->ks) : NULL;
+}
+
+struct killswitch *issuance_killswitch(struct issuance_service *svc)
+{
+	return svc ? svc->ks : NULL;
 }
 
 size_t issuance_linkage_count(const struct issuance_service *svc)

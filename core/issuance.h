@@ -22,6 +22,7 @@
 #include "config.h"
 #include "conn.h"
 #include "gate.h"
+#include "killswitch.h"
 #include "http.h"
 #include "linkage.h"
 #include "plugin_host.h"
@@ -65,6 +66,8 @@ void issuance_audit(struct issuance_service *svc, bool verify, struct conn *c,
 
 /* The gate, for the admin API and status. */
 struct gate *issuance_gate(struct issuance_service *svc);
+/* The kill switch (NULL without an issuance section). */
+struct killswitch *issuance_killswitch(struct issuance_service *svc);
 /* Cards in the linkage table. */
 size_t issuance_linkage_count(const struct issuance_service *svc);
 

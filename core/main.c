@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <curl/curl.h>
 #include <openssl/ssl.h>
 #include <uv.h>
 
@@ -116,6 +117,12 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Before any thread: the ministry feed poller (feed.c) uses libcurl. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_event(LOG_ERROR, "start_failed", "{s:s}", "error", "libcurl cannot initialise");
+		log_flush();
+		return EXIT_RUNTIME;
+	}
 	struct config *cfg = NULL;
 	struct config_error err;
 	if (config_load(config_path, &cfg, &err) != 0) {

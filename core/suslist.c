@@ -773,6 +773,8 @@ static int sus_verify_envelope(const struct suslist_keyring *keys, unsigned thre
 	if (b != 0)
 		return sus_fail(err, SUSLIST_MALFORMED, "payload",
 				"must be padded standard base64 (RFC 4648, no line breaks)");
+	if (keys == NULL)
+		return SUSLIST_OK; /* suslist_parse_stored(): verified when it was received */
 
 	/* Distinct configured keys with a valid signature; others are not counted. */
 	bool *counted = calloc(keys->n, sizeof *counted);
@@ -1102,18 +1104,12 @@ static int sus_parse_payload(const unsigned char *payload, size_t len, struct su
 	return rc;
 }
 
-int suslist_parse_verify(const struct suslist_keyring *keys, unsigned threshold,
-			 const char *signed_json, size_t len, time_t now, struct suslist **out,
-			 struct suslist_error *err)
+/* Both parsers; keys NULL: the signatures' shape is checked, not who made them. */
+static int sus_parse(const struct suslist_keyring *keys, unsigned threshold,
+		     const char *signed_json, size_t len, time_t now, struct suslist **out,
+		     struct suslist_error *err)
 {
 	json_error_t jerr;
-	*out = NULL;
-	if (err != NULL)
-		memset(err, 0, sizeof *err);
-	if (keys == NULL || threshold == 0)
-		return sus_fail(err, SUSLIST_ERROR, "",
-				"no ministry key or a signature threshold of 0 is configured: a "
-				"list must be signed by at least one configured key");
 	if (signed_json == NULL || len == 0)
 		return sus_fail(err, SUSLIST_MALFORMED, "", "the signed list is empty");
 	if (len > SUSLIST_BYTES_MAX)
@@ -1154,6 +1150,29 @@ int suslist_parse_verify(const struct suslist_keyring *keys, unsigned threshold,
 	}
 	*out = list;
 	return SUSLIST_OK;
+}
+
+int suslist_parse_verify(const struct suslist_keyring *keys, unsigned threshold,
+			 const char *signed_json, size_t len, time_t now, struct suslist **out,
+			 struct suslist_error *err)
+{
+	*out = NULL;
+	if (err != NULL)
+		memset(err, 0, sizeof *err);
+	if (keys == NULL || threshold == 0)
+		return sus_fail(err, SUSLIST_ERROR, "",
+				"no ministry key or a signature threshold of 0 is configured: a "
+				"list must be signed by at least one configured key");
+	return sus_parse(keys, threshold, signed_json, len, now, out, err);
+}
+
+int suslist_parse_stored(const char *signed_json, size_t len, time_t verified_at,
+			 struct suslist **out, struct suslist_error *err)
+{
+	*out = NULL;
+	if (err != NULL)
+		memset(err, 0, sizeof *err);
+	return sus_parse(NULL, 0, signed_json, len, verified_at, out, err);
 }
 
 void suslist_free(struct suslist *list)

@@ -109,6 +109,16 @@ const char *suslist_keyring_key_id(const struct suslist_keyring *keys, size_t i)
 int suslist_parse_verify(const struct suslist_keyring *keys, unsigned threshold,
 			 const char *signed_json, size_t len, time_t now, struct suslist **out,
 			 struct suslist_error *err);
+
+/*
+ * Parses a list this appliance verified and stored earlier (suslist_raw() as persisted), without
+ * checking who signed it: the ministry keys may have been rotated since, and a suspension that
+ * was in force must stay in force after a restart (never fail-open).  Everything else is checked
+ * as by suslist_parse_verify(); verified_at is when it was verified.  Never call it on bytes
+ * that did not come from the appliance's own store.
+ */
+int suslist_parse_stored(const char *signed_json, size_t len, time_t verified_at,
+			 struct suslist **out, struct suslist_error *err);
 void suslist_free(struct suslist *list);
 
 /* The problem "code" member for a status: "LIST_MALFORMED", "LIST_SIGNATURE_INVALID", … */

@@ -439,6 +439,60 @@ static void issuance_section_errors_name_the_place(void **state)
 		     21, 13, "issuance.deadline");
 }
 
+static void ministry_section_reads_keys_threshold_and_feed(void **state)
+{
+	struct fixture *fx = *state;
+	char want[PATH_MAX + 64];
+	struct config *cfg = load_ok(fx, MINIMAL_LISTENERS);
+	assert_false(cfg->ministry.enabled);
+	config_unref(cfg);
+
+	cfg = load_ok(fx, MINIMAL_LISTENERS "ministry:\n"
+					    "  keys: [pki/server.pem, pki/store-ca.pem]\n"
+					    "  threshold: 2\n"
+					    "  feed_url: https://127.0.0.1:9/list\n"
+					    "  poll_interval: 5s\n");
+	assert_true(cfg->ministry.enabled);
+	assert_int_equal(cfg->ministry.keys.count, 2);
+	snprintf(want, sizeof want, "%s/pki/store-ca.pem", fx->dir);
+	assert_string_equal(cfg->ministry.keys.items[1], want);
+	assert_int_equal(cfg->ministry.threshold, 2);
+	assert_string_equal(cfg->ministry.feed_url, "https://127.0.0.1:9/list");
+	assert_null(cfg->ministry.feed_ca);
+	assert_int_equal(cfg->ministry.poll_interval_ms, 5000);
+	assert_int_equal(cfg->ministry.feed_timeout_ms, 10000);
+	config_unref(cfg);
+}
+
+/* Loads yaml, which must fail with a message containing needle (checks without a position). */
+static void expect_failure(struct fixture *fx, const char *yaml, const char *needle)
+{
+	struct config *cfg = NULL;
+	struct config_error err;
+	assert_int_equal(load_text(fx, yaml, 0, &cfg, &err), -1);
+	assert_null(cfg);
+	if (strstr(err.msg, needle) == NULL)
+		fail_msg("expected \"%s\" in \"%s\"", needle, err.msg);
+}
+
+static void ministry_section_errors_are_refused(void **state)
+{
+	struct fixture *fx = *state;
+	expect_failure(fx,
+		       MINIMAL_LISTENERS "ministry:\n  keys: [pki/server.pem]\n  threshold: 2\n",
+		       "ministry.threshold: 2 signatures required but only 1 keys");
+	expect_failure(fx,
+		       MINIMAL_LISTENERS "ministry:\n  keys: [pki/server.pem]\n"
+					 "  feed_url: http://127.0.0.1/list\n",
+		       "ministry.feed_url: must be an https:// URL");
+	expect_failure(fx, MINIMAL_LISTENERS "ministry:\n  keys: []\n",
+		       "at least one ministry public key");
+	expect_error(fx, MINIMAL_LISTENERS "ministry:\n  keys: [pki/missing.pub]\n", 12, 10,
+		     "ministry.keys");
+	expect_error(fx, MINIMAL_LISTENERS "ministry:\n  threshold: 1\n", 12, 3,
+		     "missing required key 'keys' in ministry");
+}
+
 static void existing_group_is_accepted(void **state)
 {
 	struct fixture *fx = *state;
@@ -971,6 +1025,8 @@ int main(void)
 	    TEST(shipped_example_loads_with_file_checks_skipped),
 	    TEST(issuance_section_sets_routes_hours_and_fees),
 	    TEST(issuance_section_errors_name_the_place),
+	    TEST(ministry_section_reads_keys_threshold_and_feed),
+	    TEST(ministry_section_errors_are_refused),
 	    TEST(existing_group_is_accepted),
 	    TEST(references_keep_config_alive_until_last_unref),
 	    TEST(duration_parser_reads_units_and_bare_seconds),
