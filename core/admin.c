@@ -82,8 +82,10 @@ static void handle_status(struct conn *c, const struct http_request *req,
 				   "pid", (int)getpid(), "started_at", started, "uptime_seconds",
 				   (json_int_t)(time(NULL) - s->started_at), "config", s->cfg->path,
 				   "listeners", listeners, "plugins", admin_plugins_json(s));
-	json_object_set_new(status, "kill_switch",
-			    killswitch_status_json(issuance_killswitch(s->issuance)));
+	struct killswitch *ks = issuance_killswitch(s->issuance);
+	json_object_set_new(status, "kill_switch", killswitch_status_json(ks));
+	/* Serving, but a ministry list in force has expired: the operators should know. */
+	json_object_set_new(status, "degraded", json_boolean(killswitch_degraded(ks, time(NULL))));
 	admin_json(resp, 200, status);
 }
 
@@ -172,10 +174,11 @@ static void handle_plugins(struct conn *c, const struct http_request *req,
 		json_t *suspensions = killswitch_plugin_suspensions(
 		    issuance_killswitch(s->issuance), name, d->version);
 		json_array_append_new(
-		    list, json_pack("{s:s, s:s, s:s, s:o, s:s, s:o}", "name", name, "version",
-				    d->version, "vendor", d->vendor, "routes", routes, "state",
-				    json_array_size(suspensions) > 0 ? "suspended" : "serving",
-				    "suspensions", suspensions));
+		    list,
+		    json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o}", "name", name, "plugin",
+			      d->name, "version", d->version, "vendor", d->vendor, "routes", routes,
+			      "state", json_array_size(suspensions) > 0 ? "suspended" : "serving",
+			      "suspensions", suspensions));
 	}
 	admin_json(resp, 200, json_pack("{s:o}", "plugins", list));
 }

@@ -37,7 +37,8 @@ struct gate_entry {
 };
 
 struct gate_bound {
-	char name[GATE_PLUGIN_MAX + 1];
+	char name[GATE_PLUGIN_MAX + 1];	  /* the instance, as the city named it */
+	char plugin[GATE_PLUGIN_MAX + 1]; /* the plugin it runs, as its vendor named it */
 	char version[GATE_VERSION_MAX];
 };
 
@@ -79,11 +80,17 @@ static void gate_entry_clear(struct gate_entry *e)
 
 /* --- matching ------------------------------------------------------------------------------ */
 
-static bool gate_entry_matches(const struct gate_entry *e, const char *plugin, const char *version,
-			       uint32_t types, const char *municipality, bool in_flight)
+/*
+ * Ministry entries name the plugin as its vendor ships it (the ministry cannot know what each
+ * city called its instances); local and auto ones name the instance.
+ */
+static bool gate_entry_matches(const struct gate_entry *e, const char *instance, const char *plugin,
+			       const char *version, uint32_t types, const char *municipality,
+			       bool in_flight)
 {
+	const char *name = e->source == GATE_MINISTRY ? plugin : instance;
 	if ((e->types & types) == 0 || (in_flight && e->mode != GATE_IMMEDIATE) ||
-	    strcmp(e->plugin, plugin) != 0)
+	    strcmp(e->plugin, name) != 0)
 		return false;
 	if (e->versions != NULL && !suslist_version_matches(e->versions, version))
 		return false;
@@ -107,14 +114,15 @@ static bool gate_stronger(const struct gate_entry *a, const struct gate_entry *b
 	return a->since < b->since;
 }
 
-static const struct gate_entry *gate_eval(const struct gate *gate, const char *plugin,
-					  const char *version, uint32_t types,
+static const struct gate_entry *gate_eval(const struct gate *gate, const char *instance,
+					  const char *plugin, const char *version, uint32_t types,
 					  const char *municipality, bool in_flight)
 {
 	const struct gate_entry *best = NULL;
 	for (size_t i = 0; i < gate->count; i++) {
 		const struct gate_entry *e = &gate->entries[i];
-		if (gate_entry_matches(e, plugin, version, types, municipality, in_flight) &&
+		if (gate_entry_matches(e, instance, plugin, version, types, municipality,
+				       in_flight) &&
 		    gate_stronger(e, best))
 			best = e;
 	}
@@ -155,7 +163,7 @@ static void gate_rebuild(struct gate *gate)
 			for (size_t m = 0; m < gate->muni_count; m++)
 				for (int f = 0; f < 2; f++)
 					gate->table[gate_slot(gate, p, t, m, f)] =
-					    gate_eval(gate, b->name, b->version, 1u << t,
+					    gate_eval(gate, b->name, b->plugin, b->version, 1u << t,
 						      gate->munis[m], f == 1);
 	}
 }
@@ -214,7 +222,8 @@ bool gate_check(const struct gate *gate, const char *plugin, const char *version
 		version = gate->plugins[p].version;
 	uint32_t types = t >= 0 ? 1u << t : certificate == NULL ? gate_all_types() : 0;
 	const struct gate_entry *e =
-	    gate_eval(gate, plugin, version, types, municipality, in_flight);
+	    gate_eval(gate, plugin, p >= 0 ? gate->plugins[p].plugin : plugin, version, types,
+		      municipality, in_flight);
 	if (e == NULL)
 		return false;
 	gate_verdict_fill(e, out);
@@ -489,10 +498,11 @@ bool gate_held_by(const struct gate *gate, enum gate_source source, const char *
 		types = gate_all_types();
 	long p = gate_plugin_index(gate, plugin);
 	const char *version = p >= 0 ? gate->plugins[p].version : NULL;
+	const char *vendor_name = p >= 0 ? gate->plugins[p].plugin : plugin;
 	for (size_t i = 0; i < gate->count; i++) {
 		const struct gate_entry *e = &gate->entries[i];
 		if (e->source == source &&
-		    gate_entry_matches(e, plugin, version, types, NULL, false)) {
+		    gate_entry_matches(e, plugin, vendor_name, version, types, NULL, false)) {
 			gate_verdict_fill(e, out);
 			return true;
 		}
@@ -691,6 +701,8 @@ int gate_open(const char *db_path, const struct gate_plugin *plugins, size_t plu
 	for (size_t i = 0; i < plugin_count; i++) {
 		snprintf(gate->plugins[i].name, sizeof gate->plugins[i].name, "%s",
 			 plugins[i].name);
+		snprintf(gate->plugins[i].plugin, sizeof gate->plugins[i].plugin, "%s",
+			 plugins[i].plugin ? plugins[i].plugin : plugins[i].name);
 		snprintf(gate->plugins[i].version, sizeof gate->plugins[i].version, "%s",
 			 plugins[i].version ? plugins[i].version : "");
 	}

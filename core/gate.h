@@ -57,9 +57,15 @@ struct gate_verdict {
 	char id[GATE_ID_MAX + 1]; /* the ministry list entry's id; "" for other sources */
 };
 
-/* A plugin instance as the gate knows it. */
+/*
+ * A plugin instance as the gate knows it.  Local and auto suspensions name the instance
+ * (`name`, the key under `plugins:` in the city's config); ministry entries name the plugin as
+ * its vendor ships it (`plugin`, the descriptor's name: NULL means the same as name), since the
+ * ministry cannot know what each city called its instances.
+ */
 struct gate_plugin {
 	const char *name;
+	const char *plugin;
 	const char *version;
 };
 
@@ -84,8 +90,9 @@ bool gate_check_at(const struct gate *gate, size_t plugin, size_t type, size_t m
 		   bool in_flight, struct gate_verdict *out);
 
 /*
- * The same question by names.  certificate NULL: any type (true when some type is suspended);
- * municipality NULL: any municipality.  version NULL: the bound instance's version.
+ * The same question by names: plugin is the instance's name (for an instance that is not bound,
+ * also the vendor's plugin name).  certificate NULL: any type (true when some type is
+ * suspended); municipality NULL: any municipality.  version NULL: the bound instance's version.
  */
 bool gate_check(const struct gate *gate, const char *plugin, const char *version,
 		const char *certificate, const char *municipality, bool in_flight,

@@ -134,6 +134,26 @@ static void ks_tick(uv_timer_t *t)
 
 /* --- JSON of what is in force --------------------------------------------------------------- */
 
+/*
+ * A list sequence: a JSON integer up to 2^63 - 1 (jansson's limit), the decimal string above it,
+ * so an unsigned 64-bit sequence never shows as a negative number.
+ */
+/* The sequence in decimal, for log lines (log_event() may drop a line: no JSON value to leak). */
+static const char *ks_sequence_text(uint64_t sequence, char out[24])
+{
+	snprintf(out, 24, "%llu", (unsigned long long)sequence);
+	return out;
+}
+
+static json_t *ks_sequence_json(uint64_t sequence)
+{
+	if (sequence <= INT64_MAX)
+		return json_integer((json_int_t)sequence);
+	char text[24];
+	snprintf(text, sizeof text, "%llu", (unsigned long long)sequence);
+	return json_string(text);
+}
+
 static json_t *ks_types_json(uint32_t types)
 {
 	if (types == gate_all_types())
@@ -182,10 +202,14 @@ json_t *killswitch_plugin_suspensions(struct killswitch *ks, const char *plugin,
 				      const char *version)
 {
 	json_t *a = json_array();
+	struct plugin_instance *inst = ks != NULL ? plugin_host_find(ks->plugins, plugin) : NULL;
+	const char *vendor_name = inst != NULL ? plugin_instance_descriptor(inst)->name : plugin;
 	for (size_t i = 0; ks != NULL && i < gate_entry_count(ks->gate); i++) {
 		struct gate_entry_view v;
 		gate_entry_at(ks->gate, i, &v);
-		if (strcmp(v.plugin, plugin) == 0 &&
+		/* As the gate matches: ministry entries by the vendor's plugin name. */
+		const char *name = v.source == GATE_MINISTRY ? vendor_name : plugin;
+		if (strcmp(v.plugin, name) == 0 &&
 		    (v.versions == NULL || suslist_version_matches(v.versions, version)))
 			json_array_append_new(a, ks_entry_json(&v, false));
 	}
@@ -209,7 +233,7 @@ static json_t *ks_list_json(struct killswitch *ks)
 	http_format_time(suslist_expires_at(list), expires, sizeof expires);
 	http_format_time(suslist_verified_at(list), received, sizeof received);
 	return json_pack(
-	    "{s:I, s:s, s:s, s:s, s:b, s:I}", "sequence", (json_int_t)suslist_sequence(list),
+	    "{s:o, s:s, s:s, s:s, s:b, s:I}", "sequence", ks_sequence_json(suslist_sequence(list)),
 	    "issued_at", issued, "expires_at", expires, "received_at", received, "expired",
 	    suslist_expired(list, time(NULL)), "suspensions", (json_int_t)suslist_count(list));
 }
@@ -340,6 +364,7 @@ static void ks_types_text(uint32_t types, char *out, size_t size)
 /* One log line per ministry entry that appears or goes with a new list (ids, not reasons). */
 static void ks_log_list_diff(const struct suslist *old, const struct suslist *new)
 {
+	char seq[24];
 	for (int pass = 0; pass < 2; pass++) {
 		const struct suslist *a = pass == 0 ? new : old, *b = pass == 0 ? old : new;
 		for (size_t i = 0; a != NULL && i < suslist_count(a); i++) {
@@ -351,10 +376,10 @@ static void ks_log_list_diff(const struct suslist *old, const struct suslist *ne
 			if (in_b)
 				continue;
 			log_event(LOG_WARN, pass == 0 ? "suspension_set" : "suspension_lifted",
-				  "{s:s, s:s, s:s, s:s, s:I}", "source", "ministry", "plugin",
+				  "{s:s, s:s, s:s, s:s, s:s}", "source", "ministry", "plugin",
 				  suslist_entry_plugin(e), "id", suslist_entry_id(e), "mode",
 				  suslist_entry_mode(e) == SUSLIST_DRAIN ? "drain" : "immediate",
-				  "sequence", (json_int_t)suslist_sequence(new));
+				  "sequence", ks_sequence_text(suslist_sequence(new), seq));
 		}
 	}
 }
@@ -385,17 +410,19 @@ static void ks_done_list(struct ks_op *op)
 	}
 	uint64_t seq = suslist_sequence(c->list);
 	if (c->status == GATE_NOT_NEWER) {
-		log_event(LOG_WARN, "suspension_list_refused", "{s:s, s:s, s:I, s:I}", "origin",
+		char a[24], b[24];
+		log_event(LOG_WARN, "suspension_list_refused", "{s:s, s:s, s:s, s:s}", "origin",
 			  ks_origin_names[op->origin], "code", "SEQUENCE_NOT_NEWER", "sequence",
-			  (json_int_t)seq, "stored_sequence", (json_int_t)c->stored_sequence);
+			  ks_sequence_text(seq, a), "stored_sequence",
+			  ks_sequence_text(c->stored_sequence, b));
 		ks_count_list(ks, op->origin, "not_newer");
 		if (op->origin == ORIGIN_FEED)
 			feed_result(ks->feed, FEED_UNCHANGED, c->stored_sequence);
 		ks_problem(op, 409, "SEQUENCE_NOT_NEWER", "Suspension list not newer",
 			   "the list's sequence is not greater than the one in force: a replayed "
 			   "or older list changes nothing",
-			   json_pack("{s:I, s:I}", "sequence", (json_int_t)seq, "stored_sequence",
-				     (json_int_t)c->stored_sequence));
+			   json_pack("{s:o, s:o}", "sequence", ks_sequence_json(seq),
+				     "stored_sequence", ks_sequence_json(c->stored_sequence)));
 		return;
 	}
 	if (c->status != GATE_OK) {
@@ -420,17 +447,18 @@ static void ks_done_list(struct ks_op *op)
 			(double)(uv_hrtime() - op->received_ns) / 1e9);
 	ks_metrics_update(ks);
 	ks_count_list(ks, op->origin, "applied");
-	log_event(expired ? LOG_WARN : LOG_INFO, "suspension_list_applied", "{s:s, s:I, s:I, s:b}",
-		  "origin", ks_origin_names[op->origin], "sequence", (json_int_t)seq, "suspensions",
-		  (json_int_t)entries, "expired", expired);
+	char seqtext[24];
+	log_event(expired ? LOG_WARN : LOG_INFO, "suspension_list_applied", "{s:s, s:s, s:I, s:b}",
+		  "origin", ks_origin_names[op->origin], "sequence", ks_sequence_text(seq, seqtext),
+		  "suspensions", (json_int_t)entries, "expired", expired);
 	if (op->origin == ORIGIN_FEED)
 		feed_result(ks->feed, FEED_APPLIED, seq);
 	char exp[32];
 	http_format_time(expires, exp, sizeof exp);
 	ks_answer(op, 200,
-		  json_pack("{s:b, s:I, s:I, s:s, s:b}", "applied", 1, "sequence", (json_int_t)seq,
-			    "suspensions", (json_int_t)entries, "expires_at", exp, "expired",
-			    expired));
+		  json_pack("{s:b, s:o, s:I, s:s, s:b}", "applied", 1, "sequence",
+			    ks_sequence_json(seq), "suspensions", (json_int_t)entries, "expires_at",
+			    exp, "expired", expired));
 }
 
 static json_t *ks_verdict_json(const struct gate_verdict *v)
@@ -853,6 +881,7 @@ int killswitch_open(uv_loop_t *loop, const struct config *cfg, struct plugin_hos
 	for (size_t i = 0; i < n; i++) {
 		struct plugin_instance *inst = plugin_host_instance(plugins, i);
 		bound[i].name = plugin_instance_name(inst);
+		bound[i].plugin = plugin_instance_descriptor(inst)->name;
 		bound[i].version = plugin_instance_descriptor(inst)->version;
 	}
 	const struct config_list *munis = &cfg->issuance.municipalities;
@@ -886,9 +915,10 @@ int killswitch_open(uv_loop_t *loop, const struct config *cfg, struct plugin_hos
 		uv_unref((uv_handle_t *)&ks->tick);
 	}
 	const struct suslist *list = gate_ministry_list(ks->gate);
-	log_event(LOG_INFO, "suspensions_loaded", "{s:I, s:I, s:b}", "suspensions",
+	char seq[24];
+	log_event(LOG_INFO, "suspensions_loaded", "{s:I, s:s, s:b}", "suspensions",
 		  (json_int_t)gate_entry_count(ks->gate), "sequence",
-		  (json_int_t)gate_ministry_sequence(ks->gate), "expired",
+		  ks_sequence_text(gate_ministry_sequence(ks->gate), seq), "expired",
 		  list != NULL && suslist_expired(list, time(NULL)));
 	*out = ks;
 	return 0;

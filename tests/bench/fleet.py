@@ -6,11 +6,11 @@ distinct ports and data dirs, worker_threads 2) that poll one feed served over H
 loopback by nginx (Debian's, static file with ETag), each with two sqlite-registry instances:
 `registry` serves residence, `other` serves seal.
 
-1. Publish a list that suspends `registry` (atomic rename of the feed file) and probe every
-   appliance with real, card-signed residence issuances until each answers 503
-   SERVICE_SUSPENDED (source ministry); print p50 / p100 of the time from publishing to the
-   first such answer, the probe sweep time (the measurement's resolution), and check that seal
-   (the other plugin) still issues everywhere.
+1. Publish a list that suspends the sqlite-registry plugin for residence (atomic rename of the
+   feed file) and probe every appliance with real, card-signed residence issuances until each
+   answers 503 SERVICE_SUSPENDED (source ministry); print p50 / p100 of the time from
+   publishing to the first such answer, the probe sweep time (the measurement's resolution),
+   and check that seal (outside the list's scope) still issues everywhere.
 2. On one appliance, `madoguchictl suspend other`: time until the command returns and whether
    the very first seal request after it already answers 503 (enforced before the call
    returns).
@@ -230,8 +230,8 @@ def main():
                 raise SystemExit("residence before the list: %d %s" % (r.status, r.body[:200]))
 
         # 1. Publish the suspension and probe until every appliance refuses residence.
-        data = sign_list(tmp, 2, [{"id": "fleet-1", "plugin": "registry",
-                                   "reason": "fleet bench"}])
+        data = sign_list(tmp, 2, [{"id": "fleet-1", "plugin": "sqlite-registry",
+                                   "certificates": ["residence"], "reason": "fleet bench"}])
         t0 = time.monotonic()
         publish(root, data)
         first = {}
@@ -258,7 +258,8 @@ def main():
               "sweep %.0f ms" % (N, pct(prop, 50), max(prop), POLL, POLL + 1,
                                  1000 * statistics.median(sweeps)))
         other_ok = sum(1 for a in fleet if a.client.issue(card, certificate="seal").status == 201)
-        print("   the other plugin (seal) still issues on %d of %d appliances" % (other_ok, N))
+        print("   seal (outside the list's scope) still issues on %d of %d appliances"
+              % (other_ok, N))
 
         # 2. Push on one appliance.
         a = fleet[0]

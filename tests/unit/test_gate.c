@@ -46,7 +46,8 @@
 #define NOW ((time_t)1795741200) /* 2026-11-27T01:00:00Z, while the test lists are valid */
 
 /* The bound instances and municipalities, and their indexes. */
-static const struct gate_plugin plugins[] = {{"registry", "1.0.0"}, {"vendor", "2.3.0"}};
+static const struct gate_plugin plugins[] = {{"registry", NULL, "1.0.0"},
+					     {"vendor", NULL, "2.3.0"}};
 static const char *const munis[] = {"141003", "141011"};
 enum { REGISTRY = 0, VENDOR = 1 };
 enum { M141003 = 0, M141011 = 1 };
@@ -564,6 +565,47 @@ static void only_an_acknowledgement_lifts_an_auto_suspension(void **state)
 }
 
 /* --- 4. ministry lists ----------------------------------------------------------------------- */
+
+/*
+ * The ministry names a plugin as its vendor ships it; the city names its instances.  An instance
+ * "koseki" running "fujitsu-like" is suspended by a ministry entry for "fujitsu-like", not by
+ * one for "koseki"; a local suspension names the instance.
+ */
+static void ministry_entries_name_the_vendor_plugin_and_local_ones_the_instance(void **state)
+{
+	(void)state;
+	static const struct gate_plugin bound[] = {{"koseki", "fujitsu-like", "2.3.0"},
+						   {"registry", "sqlite-registry", "1.0.0"}};
+	struct gate *g = NULL;
+	char err[256];
+	struct gate_verdict v;
+	assert_int_equal(gate_open(db, bound, 2, munis, 2, &g, err, sizeof err), 0);
+	assert_int_equal(apply_list(g,
+				    signed_list(1, "{\"id\": \"M-BY-INSTANCE\", \"plugin\": "
+						   "\"koseki\", \"reason\": \"x\"}"),
+				    NOW),
+			 1);
+	assert_false(gate_check_at(g, 0, 4, M141003, STEP_7, NULL));
+	assert_int_equal(apply_list(g,
+				    signed_list(2, "{\"id\": \"M-BY-VENDOR\", \"plugin\": "
+						   "\"fujitsu-like\", \"reason\": \"y\"}"),
+				    NOW),
+			 2);
+	assert_true(gate_check_at(g, 0, 4, M141003, STEP_7, &v));
+	assert_string_equal(v.id, "M-BY-VENDOR");
+	assert_true(gate_check(g, "koseki", NULL, "koseki-full", "141003", false, NULL));
+	assert_true(gate_held_by(g, GATE_MINISTRY, "koseki", 0, NULL));
+	assert_false(gate_check_at(g, 1, 0, M141003, STEP_7, NULL)); /* the other plugin */
+
+	struct gate_change c = {
+	    .kind = GATE_LOCAL_SUSPEND, .types = 1u << 0, .mode = GATE_IMMEDIATE, .at = NOW};
+	snprintf(c.plugin, sizeof c.plugin, "registry");
+	snprintf(c.reason, sizeof c.reason, "local");
+	assert_int_equal(persist_apply(g, &c), 1);
+	assert_true(gate_check_at(g, 1, 0, M141003, STEP_7, &v));
+	assert_int_equal(v.source, GATE_LOCAL);
+	gate_free(g);
+}
 
 static void a_ministry_entry_covers_only_its_certificates(void **state)
 {
@@ -1135,6 +1177,7 @@ int main(void)
 	    DB_TEST(drain_stops_new_requests_and_immediate_also_deliveries),
 	    DB_TEST(an_auto_suspension_stops_every_type_at_once_and_keeps_the_first_fault),
 	    DB_TEST(only_an_acknowledgement_lifts_an_auto_suspension),
+	    DB_TEST(ministry_entries_name_the_vendor_plugin_and_local_ones_the_instance),
 	    DB_TEST(a_ministry_entry_covers_only_its_certificates),
 	    DB_TEST(a_ministry_entry_covers_only_versions_in_its_range),
 	    DB_TEST(a_ministry_entry_covers_only_its_municipalities),

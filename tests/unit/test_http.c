@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "conn.h"
 #include "http.h"
 
 static struct config_limits test_limits(void)
@@ -292,10 +293,33 @@ static void a_problem_answer_is_rfc9457_json_with_code_and_request_id(void **sta
 	http_response_free(&r);
 }
 
+/* Routes with a {name} segment match one segment of the allowed characters, nothing else. */
+static void route_patterns_match_exactly_one_segment(void **state)
+{
+	(void)state;
+	char name[ROUTE_PARAM_MAX + 1];
+	const char *suspend = "/v1/plugins/{name}/suspend";
+	assert_true(route_matches("/v1/plugins", "/v1/plugins"));
+	assert_false(route_matches("/v1/plugins", "/v1/plugins/"));
+	assert_true(route_matches(suspend, "/v1/plugins/fujitsu-like/suspend"));
+	assert_true(route_param(suspend, "/v1/plugins/fujitsu-like/suspend", name, sizeof name));
+	assert_string_equal(name, "fujitsu-like");
+	assert_false(route_matches(suspend, "/v1/plugins//suspend"));
+	assert_false(route_matches(suspend, "/v1/plugins/a/b/suspend"));
+	assert_false(route_matches(suspend, "/v1/plugins/a%2Fb/suspend"));
+	assert_false(route_matches(suspend, "/v1/plugins/vendor/suspended"));
+	assert_false(route_matches(suspend, "/v1/plugins/vendor/resume"));
+	char longer[ROUTE_PARAM_MAX + 32];
+	snprintf(longer, sizeof longer, "/v1/plugins/%0*d/suspend", ROUTE_PARAM_MAX + 1, 7);
+	assert_false(route_matches(suspend, longer));
+	assert_false(route_param(suspend, "/v1/plugins/x/resume", name, sizeof name));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(a_simple_request_is_parsed_with_path_headers_and_body),
+	    cmocka_unit_test(route_patterns_match_exactly_one_segment),
 	    cmocka_unit_test(a_request_fed_byte_by_byte_parses_the_same),
 	    cmocka_unit_test(headers_over_the_limit_fail_with_431),
 	    cmocka_unit_test(headers_just_under_the_limit_are_accepted),
