@@ -797,7 +797,14 @@ static int ks_queue_list(struct killswitch *ks, enum ks_origin origin, const cha
 void killswitch_ministry_push(struct killswitch *ks, struct conn *c, const struct http_request *req,
 			      struct http_response *resp)
 {
-	if (ks == NULL || ks->keys == NULL) {
+	if (ks == NULL) {
+		http_response_problem(resp, 404, "NOT_FOUND", "Not found",
+				      "this appliance has no issuance section in its config, so no "
+				      "plugin serves certificates and nothing can be suspended",
+				      req->id);
+		return;
+	}
+	if (ks->keys == NULL) {
 		http_response_problem(resp, 409, "MINISTRY_NOT_CONFIGURED",
 				      "No ministry keys configured",
 				      "this appliance has no ministry section with keys, so it "
