@@ -361,7 +361,37 @@ static void ks_types_text(uint32_t types, char *out, size_t size)
 					      n ? "," : "", record_certificate_types[t]);
 }
 
-/* One log line per ministry entry that appears or goes with a new list (ids, not reasons). */
+static bool ks_same_text(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Whether two ministry entries suspend the same thing the same way (every field). */
+static bool ks_same_entry(const struct suslist_entry *a, const struct suslist_entry *b)
+{
+	size_t nc = suslist_entry_certificate_count(a), nm = suslist_entry_municipality_count(a);
+	if (!ks_same_text(suslist_entry_id(a), suslist_entry_id(b)) ||
+	    !ks_same_text(suslist_entry_plugin(a), suslist_entry_plugin(b)) ||
+	    !ks_same_text(suslist_entry_versions(a), suslist_entry_versions(b)) ||
+	    !ks_same_text(suslist_entry_reason(a), suslist_entry_reason(b)) ||
+	    suslist_entry_mode(a) != suslist_entry_mode(b) ||
+	    nc != suslist_entry_certificate_count(b) || nm != suslist_entry_municipality_count(b))
+		return false;
+	for (size_t i = 0; i < nc; i++)
+		if (!ks_same_text(suslist_entry_certificate(a, i), suslist_entry_certificate(b, i)))
+			return false;
+	for (size_t i = 0; i < nm; i++)
+		if (!ks_same_text(suslist_entry_municipality(a, i),
+				  suslist_entry_municipality(b, i)))
+			return false;
+	return true;
+}
+
+/*
+ * One log line per ministry entry that a new list brings or takes away (ids, not reasons).  An
+ * entry kept under its id but changed in any field (plugin, types, versions, places, mode,
+ * reason) counts as the old one lifted and the new one set.
+ */
 static void ks_log_list_diff(const struct suslist *old, const struct suslist *new)
 {
 	char seq[24];
@@ -371,8 +401,7 @@ static void ks_log_list_diff(const struct suslist *old, const struct suslist *ne
 			const struct suslist_entry *e = suslist_entry_at(a, i);
 			bool in_b = false;
 			for (size_t j = 0; !in_b && b != NULL && j < suslist_count(b); j++)
-				in_b = strcmp(suslist_entry_id(e),
-					      suslist_entry_id(suslist_entry_at(b, j))) == 0;
+				in_b = ks_same_entry(e, suslist_entry_at(b, j));
 			if (in_b)
 				continue;
 			log_event(LOG_WARN, pass == 0 ? "suspension_set" : "suspension_lifted",

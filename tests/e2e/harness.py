@@ -657,3 +657,65 @@ def peer_closed_quickly(sock, timeout):
         return sock.recv(1) == b""
     except OSError:
         return True
+
+
+class Guard:
+    """Test points against one daemon.  A point during which the daemon dies fails, naming
+    the exit status, and the daemon is started again on its data_dir, so that the points
+    after it still test their own behaviour instead of failing with "connection refused"."""
+
+    def __init__(self, tap, d, clients=()):
+        self.tap = tap
+        self.d = d
+        self.clients = list(clients)
+
+    def probe(self):
+        """None while the daemon answers on its admin socket, else what happened to it."""
+        if self.d.running():
+            try:
+                with self.d.admin(timeout=3) as h:
+                    r = h.request("GET", "/healthz", headers={"Connection": "close"})
+                if r.status == 200:
+                    return None
+            except (OSError, Closed):
+                pass
+        try:
+            code = self.d.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            return "running, but its admin socket does not answer"
+        name = ""
+        if code < 0:
+            try:
+                name = " (%s)" % signal.Signals(-code).name
+            except ValueError:
+                pass
+        return "exit status %d%s" % (code, name)
+
+    def check(self, desc, fn):
+        state = {}
+
+        def run():
+            err = None
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001  (re-raised below)
+                err = e
+            died = self.probe()
+            state["died"] = died
+            if died is not None:
+                raise AssertionError("madoguchid died during this point: %s%s"
+                                     % (died, "; then: %s" % err if err else ""))
+            if err is not None:
+                raise err
+        ok = self.tap.check(desc, run)
+        if state.get("died") is not None:
+            for c in self.clients:
+                c.close()
+            if self.d.running():
+                self.d.proc.kill()
+            self.d.proc.wait(timeout=10)
+            if not self.d._log_file.closed:
+                self.d._log_file.close()
+            self.d.start()
+            self.tap.diag("madoguchid started again on its data_dir after dying")
+        return ok
