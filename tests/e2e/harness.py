@@ -180,8 +180,12 @@ def merge(base, over):
     return base
 
 
-def make_pki(directory, force=False):
-    args = [DEV_PKI] + (["--force"] if force else []) + [directory]
+def make_pki(directory, force=False, ministry=()):
+    """scripts/dev-pki into directory; ministry names dev ministry keys to make too."""
+    args = [DEV_PKI] + (["--force"] if force else [])
+    for name in ministry:
+        args += ["--ministry", name]
+    args.append(directory)
     p = subprocess.run(args, capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         raise RuntimeError("dev-pki failed (%d): %s" % (p.returncode, p.stderr))

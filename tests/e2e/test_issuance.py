@@ -1001,8 +1001,8 @@ def group_main(tap, city, sims):
     def suspended_status():
         p = status_plugin(d, "vendor")
         expect(p.get("state") == "suspended", "vendor state %r" % p.get("state"))
-        expect((p.get("suspension") or {}).get("source") == "auto",
-               "suspension %r" % p.get("suspension"))
+        sources = [x.get("source") for x in p.get("suspensions") or []]
+        expect(sources == ["auto"], "suspensions %r" % p.get("suspensions"))
         expect(status_plugin(d, "registry").get("state") == "serving", "registry not serving")
         faults = d.metric("madoguchi_integrity_faults_total")
         expect(faults and faults >= 1, "madoguchi_integrity_faults_total %r" % faults)

@@ -132,7 +132,7 @@ def run_plugins(tap, registry, endpoint, sim):
             os.makedirs(os.path.join(top, "plugins", "example"))
             shutil.copy(os.path.join(harness.SRCDIR, "conf", "demo.yaml"),
                         os.path.join(top, "conf", "demo.yaml"))
-            harness.make_pki(os.path.join(top, "run", "pki"))
+            harness.make_pki(os.path.join(top, "run", "pki"), ministry=["dev"])
             p = subprocess.run([harness.DAEMON, "--check-config",
                                 os.path.join(top, "conf", "demo.yaml")],
                                capture_output=True, text=True, timeout=30)
