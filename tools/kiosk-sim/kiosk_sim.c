@@ -9,12 +9,14 @@
  * or a transport error makes the exit status 1.
  *
  * Threads: one loop thread owns libcurl (one multi handle, one easy handle per connection, at
- * most one request in flight on each) and all statistics.  Signer threads build and sign
- * requests ahead into a bounded ring (struct ring, under its mutex), so a signature (~1 ms for
- * an RSA card) is never on the measured path; for up to SIM_RING_MAX requests everything is
- * signed before the clock starts.  A job (struct job) is owned by the ring until the loop takes
- * it, then by its transfer until the answer is counted and the job freed, in one place
- * (xfer_finish).  Nothing is retried: libcurl's resend of a request on a fresh connection is
+ * most one request in flight on each) and the statistics of transfers and answers.  Signer
+ * threads build and sign requests ahead into a bounded ring (struct ring, under its mutex), so
+ * a signature (~1 ms for an RSA card) is never on the measured path; for up to SIM_RING_MAX
+ * requests everything is signed before the clock starts.  A checker thread verifies each 201
+ * (struct checker) and alone counts verification results until the loop joins it.  A job
+ * (struct job) is owned by the ring until the loop takes it, then by its transfer until the
+ * answer is counted, and then freed by xfer_finish or, for a 201, by the checker.  Nothing is
+ * retried: libcurl's resend of a request on a fresh connection is
  * refused (seek callback) and counted as a transport error.
  */
 #ifndef _GNU_SOURCE
@@ -610,13 +612,21 @@ static void stats_latency(struct stats *s, double ms)
 static void show_failure(struct stats *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Describes one failure on stderr, the first SIM_SHOWN_MAX of a run only. */
+/*
+ * Describes one failure on stderr, the first SIM_SHOWN_MAX of a run only.  Both the loop and
+ * the checker thread call it.
+ */
 static void show_failure(struct stats *s, const char *fmt, ...)
 {
-	if (s->shown > SIM_SHOWN_MAX)
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&mu);
+	if (s->shown > SIM_SHOWN_MAX) {
+		pthread_mutex_unlock(&mu);
 		return;
+	}
 	if (s->shown++ == SIM_SHOWN_MAX) {
 		say("further failures are counted, not shown");
+		pthread_mutex_unlock(&mu);
 		return;
 	}
 	va_list ap;
@@ -625,6 +635,7 @@ static void show_failure(struct stats *s, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
+	pthread_mutex_unlock(&mu);
 }
 
 static int dbl_cmp(const void *a, const void *b)
@@ -643,6 +654,108 @@ static double percentile(const struct stats *s, double q)
 	if ((double)k < rank)
 		k++;
 	return s->lat_ms[k == 0 ? 0 : k - 1];
+}
+
+/* --- the checker: 201s verified off the loop thread ----------------------------------------- */
+
+/*
+ * Verifying a 201 (JSON parse, base64 of ~56 KB, SHA-256, an Ed25519 signature) takes about a
+ * third of a millisecond.  Done on the loop thread, it held back the reading of every other
+ * answer and the sending of due requests, so at 800 requests/s the tool's own queue showed up
+ * in the latencies it measures.  Latency is stamped by the loop when the answer is complete;
+ * the check follows on this thread, in arrival order.
+ */
+struct check_task {
+	struct check_task *next;
+	struct job job;
+	char *body;
+	size_t len;
+	int expect;
+};
+
+struct checker {
+	pthread_mutex_t mu;
+	pthread_cond_t work;
+	struct check_task *head, **tail;
+	bool stopping;
+	pthread_t thread;
+	bool started;
+	const struct plan *plan;
+	const struct kiosk_keyring *keys;
+	FILE *index;
+	struct stats *stats;
+};
+
+static void check_201(const struct plan *p, const struct kiosk_keyring *keys, FILE *index,
+		      struct stats *s, struct job *j, const char *body, size_t len, int expect);
+
+static void *checker_main(void *arg)
+{
+	struct checker *ck = arg;
+	pthread_mutex_lock(&ck->mu);
+	for (;;) {
+		while (ck->head == NULL && !ck->stopping)
+			pthread_cond_wait(&ck->work, &ck->mu);
+		struct check_task *t = ck->head;
+		if (t == NULL)
+			break; /* stopping, and everything checked */
+		ck->head = t->next;
+		if (ck->head == NULL)
+			ck->tail = &ck->head;
+		pthread_mutex_unlock(&ck->mu);
+		check_201(ck->plan, ck->keys, ck->index, ck->stats, &t->job,
+			  t->body != NULL ? t->body : "", t->len, t->expect);
+		job_free(&t->job);
+		free(t->body);
+		free(t);
+		pthread_mutex_lock(&ck->mu);
+	}
+	pthread_mutex_unlock(&ck->mu);
+	return NULL;
+}
+
+/* Hands a 201 to the checker (the job is moved, body taken). */
+static void checker_submit(struct checker *ck, struct job *j, char *body, size_t len, int expect)
+{
+	struct check_task *t = xcalloc(1, sizeof *t);
+	t->job = *j;
+	memset(j, 0, sizeof *j);
+	t->body = body;
+	t->len = len;
+	t->expect = expect;
+	pthread_mutex_lock(&ck->mu);
+	*ck->tail = t;
+	ck->tail = &t->next;
+	pthread_cond_signal(&ck->work);
+	pthread_mutex_unlock(&ck->mu);
+}
+
+static int checker_start(struct checker *ck, const struct plan *p, const struct kiosk_keyring *keys,
+			 FILE *index, struct stats *s)
+{
+	memset(ck, 0, sizeof *ck);
+	pthread_mutex_init(&ck->mu, NULL);
+	pthread_cond_init(&ck->work, NULL);
+	ck->tail = &ck->head;
+	ck->plan = p;
+	ck->keys = keys;
+	ck->index = index;
+	ck->stats = s;
+	ck->started = pthread_create(&ck->thread, NULL, checker_main, ck) == 0;
+	return ck->started ? 0 : -1;
+}
+
+/* Waits until every 201 handed over is checked. */
+static void checker_stop(struct checker *ck)
+{
+	pthread_mutex_lock(&ck->mu);
+	ck->stopping = true;
+	pthread_cond_signal(&ck->work);
+	pthread_mutex_unlock(&ck->mu);
+	if (ck->started)
+		pthread_join(ck->thread, NULL);
+	pthread_cond_destroy(&ck->work);
+	pthread_mutex_destroy(&ck->mu);
 }
 
 /* --- transfers ---------------------------------------------------------------------------- */
@@ -821,11 +934,57 @@ static int save_document(const struct plan *p, FILE *index, const struct job *j,
 }
 
 /*
- * Counts the finished transfer x (result from libcurl) against the plan's truth, saves its
- * document if asked, and frees its job: the one place a job ends.
+ * Checks one 201 (its job and answer now the checker's): the binding, the echoes, the truth;
+ * saves the document if asked.  Runs on the checker thread, which alone writes these stats
+ * fields until the loop has joined it.
  */
-static void xfer_finish(const struct plan *p, const struct kiosk_keyring *keys, FILE *index,
-			struct stats *s, struct xfer *x, CURLcode result, double done_at)
+static void check_201(const struct plan *p, const struct kiosk_keyring *keys, FILE *index,
+		      struct stats *s, struct job *j, const char *body, size_t len, int expect)
+{
+	const char *serial = j->req.card_serial, *type = j->req.certificate;
+	struct kiosk_issuance iss;
+	struct kiosk_error err;
+	int v = kiosk_response_verify(&j->req, keys, body, len, &iss, &err);
+	if (v != KIOSK_VERIFY_OK) {
+		s->verify_failures++;
+		s->mismatches++;
+		s->by_check[-v < 8 ? -v : 7]++;
+		show_failure(s, "request %s (card %s, %s): 201 fails verification (%s): %s",
+			     j->req.request_id, serial, type, kiosk_verify_name(v), err.message);
+		return;
+	}
+	if (expect == 0) {
+		s->mismatches++;
+		s->not_issuable_201++;
+		show_failure(s,
+			     "request %s (card %s, %s): 201 (issuance %s) but residents.jsonl "
+			     "says this type is not issuable for this card",
+			     j->req.request_id, serial, type, iss.issuance_id);
+	}
+	bool saved = false;
+	if (p->save_dir != NULL) {
+		if (save_document(p, index, j, &iss) == 0) {
+			s->saved++;
+			saved = true;
+		} else {
+			s->save_failures++;
+		}
+	}
+	if (p->total <= SIM_SMALL_RUN && !p->json)
+		printf(
+		    "request %s (card %s, %s): 201 issuance %s, %zu-byte PDF verified%s%s%s%s%s\n",
+		    j->req.request_id, serial, type, iss.issuance_id, iss.document_len,
+		    saved ? ", saved as " : "", saved ? p->save_dir : "", saved ? "/" : "",
+		    saved ? iss.issuance_id : "", saved ? ".pdf" : "");
+	kiosk_issuance_free(&iss);
+}
+
+/*
+ * Counts the finished transfer x (result from libcurl) against the plan's truth and frees its
+ * job, or hands a 201 with its job to the checker: the two places a job ends.
+ */
+static void xfer_finish(const struct plan *p, struct checker *ck, struct stats *s, struct xfer *x,
+			CURLcode result, double done_at)
 {
 	struct job *j = &x->job;
 	const char *serial = j->req.card_serial, *type = j->req.certificate;
@@ -865,43 +1024,14 @@ static void xfer_finish(const struct plan *p, const struct kiosk_keyring *keys, 
 			       type, status, code);
 		goto done;
 	}
-	struct kiosk_issuance iss;
-	struct kiosk_error err;
-	int v = kiosk_response_verify(&j->req, keys, body, x->resp_len, &iss, &err);
-	if (v != KIOSK_VERIFY_OK) {
-		s->verify_failures++;
-		s->mismatches++;
-		s->by_check[-v < 8 ? -v : 7]++;
-		show_failure(s, "request %s (card %s, %s): 201 fails verification (%s): %s",
-			     j->req.request_id, serial, type, kiosk_verify_name(v), err.message);
-		goto done;
-	}
-	if (expect == 0) {
-		s->mismatches++;
-		s->not_issuable_201++;
-		show_failure(s,
-			     "request %s (card %s, %s): 201 (issuance %s) but residents.jsonl "
-			     "says this type is not issuable for this card",
-			     j->req.request_id, serial, type, iss.issuance_id);
-	}
-	bool saved = false;
-	if (p->save_dir != NULL) {
-		if (save_document(p, index, j, &iss) == 0) {
-			s->saved++;
-			saved = true;
-		} else {
-			s->save_failures++;
-		}
-	}
-	if (p->total <= SIM_SMALL_RUN && !p->json)
-		printf(
-		    "request %s (card %s, %s): 201 issuance %s, %zu-byte PDF verified%s%s%s%s%s\n",
-		    j->req.request_id, serial, type, iss.issuance_id, iss.document_len,
-		    saved ? ", saved as " : "", saved ? p->save_dir : "", saved ? "/" : "",
-		    saved ? iss.issuance_id : "", saved ? ".pdf" : "");
-	kiosk_issuance_free(&iss);
+	/* A 201 is checked on the checker thread: the job and the answer go there. */
+	checker_submit(ck, j, x->resp, x->resp_len, expect);
+	j = NULL;
+	x->resp = NULL;
+	x->resp_len = x->resp_cap = 0;
 done:
-	job_free(j);
+	if (j != NULL)
+		job_free(j);
 	x->busy = false;
 }
 
@@ -1057,6 +1187,11 @@ static int run(const struct plan *p, const struct kiosk_keyring *keys, FILE *ind
 
 	if (rc == 0)
 		warm_up(p, multi);
+	struct checker ck;
+	if (checker_start(&ck, p, keys, index, s) != 0) {
+		say("cannot start the checker thread");
+		rc = -1;
+	}
 
 	long inflight = 0;
 	bool issuing = rc == 0;
@@ -1129,7 +1264,7 @@ static int run(const struct plan *p, const struct kiosk_keyring *keys, FILE *ind
 			struct xfer *x = (struct xfer *)priv;
 			CURLcode result = m->data.result;
 			curl_multi_remove_handle(multi, x->easy);
-			xfer_finish(p, keys, index, s, x, result, done_at);
+			xfer_finish(p, &ck, s, x, result, done_at);
 			idle[nidle++] = x;
 			inflight--;
 			freed = true;
@@ -1150,6 +1285,7 @@ static int run(const struct plan *p, const struct kiosk_keyring *keys, FILE *ind
 			curl_multi_poll(multi, NULL, 0, wait_ms, NULL);
 	}
 	s->elapsed_s = now_s() - start;
+	checker_stop(&ck); /* every 201 checked before the report */
 
 	ring_stop(&ring, threads, started);
 	for (long i = 0; i < p->connections; i++) {
