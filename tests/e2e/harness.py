@@ -35,6 +35,8 @@ BUILDDIR = os.environ.get("MDG_BUILDDIR") or os.path.join(SRCDIR, "build")
 DAEMON = os.path.join(BUILDDIR, "core", "madoguchid")
 CTL = os.path.join(BUILDDIR, "ctl", "madoguchictl")
 DEV_PKI = os.path.join(SRCDIR, "scripts", "dev-pki")
+VENDOR_SIM = os.environ.get("MDG_VENDOR_SIM") or os.path.join(BUILDDIR, "tools", "vendor-sim",
+                                                              "madoguchi-vendor-sim")
 SANITIZERS = os.environ.get("MDG_SANITIZERS", "no") == "yes"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
 
@@ -723,3 +725,62 @@ class Guard:
             self.d.start()
             self.tap.diag("madoguchid started again on its data_dir after dying")
         return ok
+
+
+class VendorSim:
+    """madoguchi-vendor-sim (fujitsu-like's backend) on a registry file, with a control
+    socket for its fault modes; .endpoint is host:port for the plugin's config."""
+
+    def __init__(self, registry, args=(), port=0):
+        self.registry = registry
+        self.control_path = os.path.join(tempfile.mkdtemp(prefix="mdg-sim-"), "control.sock")
+        self.args = list(args)
+        self.proc = None
+        self.start(port)
+
+    def start(self, port=0):
+        if os.path.exists(self.control_path):
+            os.unlink(self.control_path)
+        self.proc = subprocess.Popen(
+            [VENDOR_SIM, "--registry", self.registry, "--listen", "127.0.0.1:%d" % port,
+             "--control", self.control_path] + self.args,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True)
+        line = self.proc.stdout.readline().strip()
+        expect(line.startswith("listening 127.0.0.1:"), "vendor simulator said %r" % line)
+        self.endpoint = line.split()[1]
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+
+    def control(self, command):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(IO_TIMEOUT)
+        try:
+            s.connect(self.control_path)
+            s.sendall((command + "\n").encode())
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        answer = data.decode().strip()
+        expect(answer.startswith("ok"), "simulator control %r answered %r" % (command, answer))
+        return answer
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(os.path.dirname(self.control_path), ignore_errors=True)

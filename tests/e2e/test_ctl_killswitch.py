@@ -54,8 +54,6 @@ import harness  # noqa: E402
 from harness import CTL, SANITIZERS, Daemon, expect  # noqa: E402
 
 PLUGINS = os.environ.get("MDG_PLUGINS") or os.path.join(harness.BUILDDIR, "plugins", ".libs")
-SIM = os.environ.get("MDG_VENDOR_SIM") or os.path.join(harness.BUILDDIR, "tools", "vendor-sim",
-                                                       "madoguchi-vendor-sim")
 RESIDENTS = 20   # the registry only has to open; no issuance is made here
 SLACK = 3.0 if SANITIZERS else 1.0
 CTL_TIMEOUT = 10 * SLACK
@@ -120,30 +118,6 @@ class Work:
     def cleanup(self):
         if os.environ.get("MDG_KEEP_TMP") != "yes":
             shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Sim:
-    """madoguchi-vendor-sim on the city's registry (fujitsu-like's backend)."""
-
-    def __init__(self, registry):
-        self.proc = subprocess.Popen([SIM, "--registry", registry, "--listen", "127.0.0.1:0"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline().strip()
-        expect(line.startswith("listening 127.0.0.1:"), "vendor simulator said %r" % line)
-        self.endpoint = line.split()[1]
-
-    def cleanup(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if self.proc is not None:
-            self.proc.stdout.close()
-        self.proc = None
 
 
 def ctl(*args, sock=None, env=None, cwd=None):
@@ -932,7 +906,7 @@ def main(tap):
                                                                   time.monotonic() - t0))
         k1 = offline_keygen(tap, w)
         offline_sign(tap, w, k1)
-        sim = Sim(w.registry)
+        sim = harness.VendorSim(w.registry)
         d = Daemon(config(w, sim), pki_dir=w.pki).start()
         try:
             online(tap, w, d, k1)

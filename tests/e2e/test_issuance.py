@@ -32,7 +32,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -49,8 +48,6 @@ from harness import CTL, SANITIZERS, Daemon, Guard, expect  # noqa: E402
 from issuance_client import DROP, TYPES, Client, Card, request_body  # noqa: E402
 
 PLUGINS = os.environ.get("MDG_PLUGINS") or os.path.join(harness.BUILDDIR, "plugins", ".libs")
-SIM = os.environ.get("MDG_VENDOR_SIM") or os.path.join(harness.BUILDDIR, "tools", "vendor-sim",
-                                                       "madoguchi-vendor-sim")
 KIOSK = os.environ.get("MDG_KIOSK_SIM") or os.path.join(harness.BUILDDIR, "tools", "kiosk-sim",
                                                         "madoguchi-kiosk-sim")
 RESIDENTS = 2000   # demo city size (about 1,540 linked cards)
@@ -114,62 +111,6 @@ class City:
     def cleanup(self):
         if os.environ.get("MDG_KEEP_TMP") != "yes":
             shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Sim:
-    """madoguchi-vendor-sim on the city's registry, with a control socket."""
-
-    def __init__(self, city, args=(), port=0):
-        self.city = city
-        self.control_path = os.path.join(tempfile.mkdtemp(prefix="mdg-sim-"), "control.sock")
-        self.args = list(args)
-        self.proc = None
-        self.start(port)
-
-    def start(self, port=0):
-        if os.path.exists(self.control_path):
-            os.unlink(self.control_path)
-        self.proc = subprocess.Popen(
-            [SIM, "--registry", self.city.registry, "--listen", "127.0.0.1:%d" % port,
-             "--control", self.control_path] + self.args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True)
-        line = self.proc.stdout.readline().strip()
-        expect(line.startswith("listening 127.0.0.1:"), "vendor simulator said %r" % line)
-        self.endpoint = line.split()[1]
-        self.port = int(self.endpoint.rsplit(":", 1)[1])
-
-    def control(self, command):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(harness.IO_TIMEOUT)
-        try:
-            s.connect(self.control_path)
-            s.sendall((command + "\n").encode())
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            s.close()
-        answer = data.decode().strip()
-        expect(answer.startswith("ok"), "simulator control %r answered %r" % (command, answer))
-        return answer
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(os.path.dirname(self.control_path), ignore_errors=True)
 
 
 def routes(koseki="vendor", others="registry", **per_type):
@@ -476,7 +417,7 @@ def run_all(tap, city, sims):
 # ------------------------------------------------------------------ group: the main daemon
 
 def group_main(tap, city, sims):
-    sim = Sim(city, ["--fault-rate", "1000"])
+    sim = harness.VendorSim(city.registry, ["--fault-rate", "1000"])
     sims.append(sim)
     cfg = config(city, sim, issuance={"card_proof": {"max_skew": "5s"}})
     d = start_daemon(city, cfg)
@@ -1196,7 +1137,7 @@ def group_offer(tap, city, sims):
 # ---------------------------------------------- group: slow backend, overload, deadline
 
 def group_slow(tap, city, sims):
-    sim = Sim(city, ["--mode", "slow", "--latency-ms", "2000"])
+    sim = harness.VendorSim(city.registry, ["--mode", "slow", "--latency-ms", "2000"])
     sims.append(sim)
     plugins = {
         # vendor-a: one fetch at a time, 500 ms per fetch (below the 1 s deadline)
@@ -1420,7 +1361,7 @@ def group_disk(tap, city, sims):
 # ------------------------------------------------------------------ group: kill -9 mid-run
 
 def group_kill(tap, city, sims):
-    sim = Sim(city)
+    sim = harness.VendorSim(city.registry)
     sims.append(sim)
     d = start_daemon(city, config(city, sim))
     keys = Client.for_daemon(d).keys()
@@ -1559,7 +1500,7 @@ def group_load(tap, city, sims):
         tap.ok(False, "load: %s, zero mismatches" % label,
                "madoguchi-kiosk-sim is not built (%s)" % KIOSK)
         return
-    sim = Sim(city)
+    sim = harness.VendorSim(city.registry)
     sims.append(sim)
     plugins = {"registry": {"max_in_flight": 1024}, "vendor": {"max_in_flight": 1024,
                                                               "config": {"pool_size": 8}}}

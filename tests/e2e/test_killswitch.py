@@ -52,7 +52,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -71,8 +70,6 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
 
 PLUGINS = os.environ.get("MDG_PLUGINS") or os.path.join(harness.BUILDDIR, "plugins", ".libs")
-SIM = os.environ.get("MDG_VENDOR_SIM") or os.path.join(harness.BUILDDIR, "tools", "vendor-sim",
-                                                       "madoguchi-vendor-sim")
 KIOSK = os.environ.get("MDG_KIOSK_SIM") or os.path.join(harness.BUILDDIR, "tools", "kiosk-sim",
                                                         "madoguchi-kiosk-sim")
 SIGN = os.path.join(harness.SRCDIR, "scripts", "ministry-sign")
@@ -145,51 +142,6 @@ class City:
     def cleanup(self):
         if os.environ.get("MDG_KEEP_TMP") != "yes":
             shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Sim:
-    """madoguchi-vendor-sim on the city's registry, with a control socket."""
-
-    def __init__(self, city):
-        self.city = city
-        self.control_path = os.path.join(tempfile.mkdtemp(prefix="mdg-ks-sim-"), "control.sock")
-        self.proc = subprocess.Popen(
-            [SIM, "--registry", city.registry, "--listen", "127.0.0.1:0",
-             "--control", self.control_path],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True)
-        line = self.proc.stdout.readline().strip()
-        expect(line.startswith("listening 127.0.0.1:"), "vendor simulator said %r" % line)
-        self.endpoint = line.split()[1]
-
-    def control(self, command):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(harness.IO_TIMEOUT)
-        try:
-            s.connect(self.control_path)
-            s.sendall((command + "\n").encode())
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            s.close()
-        answer = data.decode().strip()
-        expect(answer.startswith("ok"), "simulator control %r answered %r" % (command, answer))
-        return answer
-
-    def cleanup(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
-        shutil.rmtree(os.path.dirname(self.control_path), ignore_errors=True)
 
 
 def routes(koseki="vendor", others="registry"):
@@ -526,7 +478,7 @@ def main(tap):
 # ------------------------------------------------------------------ group: the main daemon
 
 def group_main(tap, city, ministry, sims):
-    sim = Sim(city)
+    sim = harness.VendorSim(city.registry)
     sims.append(sim)
     d = start_daemon(city, config(city, sim, {"keys": [ministry.pub("dev")], "threshold": 1}))
     store = Store(d, city)
