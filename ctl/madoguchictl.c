@@ -1167,6 +1167,25 @@ static void ctl_print_plugin_line(const json_t *reply, const char *fallback_name
 }
 
 /* cmd_suspend: "suspend PLUGIN --reason TEXT [--certificates T,...] [--mode M]". */
+/* The one PLUGIN operand left after the options of cmd, or NULL (usage error reported). */
+static const char *ctl_one_plugin(const char *cmd, int argc, char **argv)
+{
+	if (optind != argc - 1) {
+		if (optind < argc)
+			ctl_usage_error("%s takes one PLUGIN (unexpected '%s')", cmd,
+					argv[optind + 1]);
+		else
+			ctl_usage_error("%s needs a PLUGIN", cmd);
+		return NULL;
+	}
+	if (!ctl_plugin_name_ok(argv[optind])) {
+		ctl_usage_error("%s: '%s' is not a plugin instance name ('status' lists them)", cmd,
+				argv[optind]);
+		return NULL;
+	}
+	return argv[optind];
+}
+
 static int cmd_suspend(const struct ctl_context *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1205,18 +1224,9 @@ static int cmd_suspend(const struct ctl_context *ctx, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (optind != argc - 1) {
-		ctl_usage_error(optind < argc ? "suspend takes one PLUGIN (unexpected '%s')"
-					      : "suspend needs a PLUGIN%s",
-				optind < argc ? argv[optind + 1] : "");
+	const char *plugin = ctl_one_plugin("suspend", argc, argv);
+	if (plugin == NULL)
 		goto out;
-	}
-	const char *plugin = argv[optind];
-	if (!ctl_plugin_name_ok(plugin)) {
-		ctl_usage_error("suspend: '%s' is not a plugin instance name ('status' lists them)",
-				plugin);
-		goto out;
-	}
 	if (reason == NULL || reason[0] == '\0') {
 		ctl_usage_error("suspend needs --reason TEXT: it is shown to store staff and in "
 				"'suspensions' (no personal data)");
@@ -1338,18 +1348,9 @@ static int cmd_resume(const struct ctl_context *ctx, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (optind != argc - 1) {
-		ctl_usage_error(optind < argc ? "resume takes one PLUGIN (unexpected '%s')"
-					      : "resume needs a PLUGIN%s",
-				optind < argc ? argv[optind + 1] : "");
+	const char *plugin = ctl_one_plugin("resume", argc, argv);
+	if (plugin == NULL)
 		goto out;
-	}
-	const char *plugin = argv[optind];
-	if (!ctl_plugin_name_ok(plugin)) {
-		ctl_usage_error("resume: '%s' is not a plugin instance name ('status' lists them)",
-				plugin);
-		goto out;
-	}
 
 	json_t *body = json_object();
 	if (json_array_size(certs) > 0)
