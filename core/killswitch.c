@@ -603,6 +603,8 @@ static void ks_start_next(struct killswitch *ks)
 			  op->change.plugin, "error", "cannot queue the change");
 		ks_problem(op, 500, "INTERNAL_ERROR", "Internal error", "cannot queue the change",
 			   NULL);
+		if (op->origin == ORIGIN_FEED)
+			feed_result(ks->feed, FEED_FAILED, 0); /* the feed polls again */
 		ks_op_free(op);
 	}
 }
