@@ -278,6 +278,8 @@ static void feed_poll_now(uv_timer_t *t)
 	feed->too_big = false;
 	feed->new_etag[0] = '\0';
 	feed->last_attempt = time(NULL);
+	curl_slist_free_all(feed->headers); /* left by a poll that could not start */
+	feed->headers = NULL;
 	CURL *e = curl_easy_init();
 	char inm[FEED_ETAG_MAX + 32];
 	if (feed->etag[0] != '\0') {
