@@ -25,8 +25,11 @@ import json
 import os
 import socket
 import ssl
+import shutil
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 
 from cryptography import x509
@@ -327,3 +330,66 @@ def pdf_text(pdf):
 def squash(text):
     """Text without any white space (names print as "山田 太郎" or "山田　太郎")."""
     return "".join(text.split())
+
+
+class DemoCity:
+    """A demo city (scripts/demo-city) with its truth, and the dev PKI with cards for the first
+    `cards` linked residents (scripts/dev-pki; `ministry` names dev ministry keys to make too),
+    in a temporary directory that cleanup() removes (kept with MDG_KEEP_TMP=yes)."""
+
+    def __init__(self, residents, cards, ministry=(), prefix="mdg-city-"):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        t0 = time.monotonic()
+        p = subprocess.run([sys.executable, os.path.join(harness.SRCDIR, "scripts", "demo-city"),
+                            "--out", self.dir, "--residents", str(residents)],
+                           capture_output=True, text=True, timeout=120)
+        harness.expect(p.returncode == 0, "demo-city: %s" % p.stderr)
+        self.registry = os.path.join(self.dir, "registry.sqlite")
+        self.linkage = os.path.join(self.dir, "demo", "linkage.csv")
+        self.residents_path = os.path.join(self.dir, "demo", "residents.jsonl")
+        self.pki = os.path.join(self.dir, "pki")
+        t1 = time.monotonic()
+        args = [harness.DEV_PKI, "--cards", self.linkage, "--card-count", str(cards)]
+        for name in ministry:
+            args += ["--ministry", name]
+        p = subprocess.run(args + [self.pki], capture_output=True, text=True, timeout=300)
+        harness.expect(p.returncode == 0, "dev-pki: %s" % p.stderr)
+        self.city_seconds = t1 - t0
+        self.pki_seconds = time.monotonic() - t1
+        self.seconds = self.city_seconds + self.pki_seconds
+        self.cards_dir = os.path.join(self.pki, "cards")
+        self.document_pub = os.path.join(self.dir, "document.pub")
+        p = subprocess.run(["openssl", "pkey", "-in", os.path.join(self.pki, "document.key"),
+                            "-pubout", "-out", self.document_pub], capture_output=True,
+                           timeout=30)
+        harness.expect(p.returncode == 0, "openssl pkey -pubout: %s" % p.stderr)
+        with open(self.residents_path, encoding="utf-8") as f:
+            self.truth = [json.loads(line) for line in f if line.strip()]
+        serials = {n[:-4] for n in os.listdir(self.cards_dir) if n.endswith(".pem")}
+        # The residents whose card the test holds, in card serial order.
+        self.carded = sorted((r for r in self.truth if r["card_serial"] in serials),
+                             key=lambda r: r["card_serial"])
+        self.linked_serials = {r["card_serial"] for r in self.truth if r["card_serial"]}
+        self._cards = {}
+
+    def card(self, r):
+        serial = r if isinstance(r, str) else r["card_serial"]
+        if serial not in self._cards:
+            self._cards[serial] = Card.from_dir(self.cards_dir, serial)
+        return self._cards[serial]
+
+    def pick(self, pred, n=1, exclude=()):
+        """The first n carded residents matching pred (deterministic), none of exclude."""
+        ex = {x if isinstance(x, str) else x["card_serial"] for x in exclude}
+        out = [r for r in self.carded if r["card_serial"] not in ex and pred(r)][:n]
+        harness.expect(len(out) == n,
+                       "only %d carded residents match, want %d" % (len(out), n))
+        return out if n > 1 else out[0]
+
+    def issuable(self, t, n=1):
+        """n carded residents for whom type t is issuable."""
+        return self.pick(lambda r: r["issuable"][t], n)
+
+    def cleanup(self):
+        if os.environ.get("MDG_KEEP_TMP") != "yes":
+            shutil.rmtree(self.dir, ignore_errors=True)

@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import issuance_client as ic  # noqa: E402
 from harness import CTL, SANITIZERS, Daemon, Guard, expect  # noqa: E402
-from issuance_client import DROP, TYPES, Client, Card, request_body  # noqa: E402
+from issuance_client import DROP, TYPES, Client, request_body  # noqa: E402
 
 PLUGINS = os.environ.get("MDG_PLUGINS") or os.path.join(harness.BUILDDIR, "plugins", ".libs")
 KIOSK = os.environ.get("MDG_KIOSK_SIM") or os.path.join(harness.BUILDDIR, "tools", "kiosk-sim",
@@ -60,57 +60,9 @@ KOSEKI = ("koseki-full", "koseki-individual", "koseki-attachment")
 
 # ------------------------------------------------------------------------------ fixture
 
-class City:
+def City():
     """The demo city, the shared PKI (with cards) and the demo truth."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="mdg-issuance-")
-        t0 = time.monotonic()
-        p = subprocess.run([sys.executable, os.path.join(harness.SRCDIR, "scripts", "demo-city"),
-                            "--out", self.dir, "--residents", str(RESIDENTS)],
-                           capture_output=True, text=True, timeout=120)
-        expect(p.returncode == 0, "demo-city: %s" % p.stderr)
-        self.registry = os.path.join(self.dir, "registry.sqlite")
-        self.linkage = os.path.join(self.dir, "demo", "linkage.csv")
-        self.residents_path = os.path.join(self.dir, "demo", "residents.jsonl")
-        self.pki = os.path.join(self.dir, "pki")
-        t1 = time.monotonic()
-        p = subprocess.run([harness.DEV_PKI, "--cards", self.linkage, "--card-count", str(CARDS),
-                            self.pki], capture_output=True, text=True, timeout=300)
-        expect(p.returncode == 0, "dev-pki: %s" % p.stderr)
-        self.pki_seconds = time.monotonic() - t1
-        self.city_seconds = t1 - t0
-        self.cards_dir = os.path.join(self.pki, "cards")
-        self.document_pub = os.path.join(self.dir, "document.pub")
-        p = subprocess.run(["openssl", "pkey", "-in", os.path.join(self.pki, "document.key"),
-                            "-pubout", "-out", self.document_pub], capture_output=True,
-                           timeout=30)
-        expect(p.returncode == 0, "openssl pkey -pubout: %s" % p.stderr)
-        with open(self.residents_path, encoding="utf-8") as f:
-            self.truth = [json.loads(line) for line in f if line.strip()]
-        serials = {n[:-4] for n in os.listdir(self.cards_dir) if n.endswith(".pem")}
-        # The residents whose card this test holds, in card serial order.
-        self.carded = sorted((r for r in self.truth if r["card_serial"] in serials),
-                             key=lambda r: r["card_serial"])
-        self.linked_serials = {r["card_serial"] for r in self.truth if r["card_serial"]}
-        self._cards = {}
-
-    def card(self, r):
-        serial = r if isinstance(r, str) else r["card_serial"]
-        if serial not in self._cards:
-            self._cards[serial] = Card.from_dir(self.cards_dir, serial)
-        return self._cards[serial]
-
-    def pick(self, pred, n=1, exclude=()):
-        """The first n carded residents matching pred (deterministic), none of exclude."""
-        ex = {x if isinstance(x, str) else x["card_serial"] for x in exclude}
-        out = [r for r in self.carded if r["card_serial"] not in ex and pred(r)][:n]
-        expect(len(out) == n, "only %d carded residents match, want %d" % (len(out), n))
-        return out if n > 1 else out[0]
-
-    def cleanup(self):
-        if os.environ.get("MDG_KEEP_TMP") != "yes":
-            shutil.rmtree(self.dir, ignore_errors=True)
+    return ic.DemoCity(RESIDENTS, CARDS, prefix="mdg-issuance-")
 
 
 def routes(koseki="vendor", others="registry", **per_type):

@@ -64,7 +64,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import issuance_client as ic  # noqa: E402
 from harness import SANITIZERS, Daemon, expect  # noqa: E402
-from issuance_client import TYPES, Card, Client, request_body  # noqa: E402
+from issuance_client import TYPES, Client, request_body  # noqa: E402
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
@@ -98,50 +98,9 @@ def now_utc():
 
 # ------------------------------------------------------------------------------ fixture
 
-class City:
+def City():
     """The demo city, the shared PKI (cards, two ministry keys) and the demo truth."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="mdg-killswitch-")
-        t0 = time.monotonic()
-        p = subprocess.run([sys.executable, os.path.join(harness.SRCDIR, "scripts", "demo-city"),
-                            "--out", self.dir, "--residents", str(RESIDENTS)],
-                           capture_output=True, text=True, timeout=120)
-        expect(p.returncode == 0, "demo-city: %s" % p.stderr)
-        self.registry = os.path.join(self.dir, "registry.sqlite")
-        self.linkage = os.path.join(self.dir, "demo", "linkage.csv")
-        self.residents_path = os.path.join(self.dir, "demo", "residents.jsonl")
-        self.pki = os.path.join(self.dir, "pki")
-        p = subprocess.run([harness.DEV_PKI, "--cards", self.linkage, "--card-count", str(CARDS),
-                            "--ministry", "dev", "--ministry", "second", self.pki],
-                           capture_output=True, text=True, timeout=300)
-        expect(p.returncode == 0, "dev-pki: %s" % p.stderr)
-        self.seconds = time.monotonic() - t0
-        self.cards_dir = os.path.join(self.pki, "cards")
-        with open(self.residents_path, encoding="utf-8") as f:
-            self.truth = [json.loads(line) for line in f if line.strip()]
-        serials = {n[:-4] for n in os.listdir(self.cards_dir) if n.endswith(".pem")}
-        self.carded = sorted((r for r in self.truth if r["card_serial"] in serials),
-                             key=lambda r: r["card_serial"])
-        self._cards = {}
-
-    def card(self, r):
-        serial = r if isinstance(r, str) else r["card_serial"]
-        if serial not in self._cards:
-            self._cards[serial] = Card.from_dir(self.cards_dir, serial)
-        return self._cards[serial]
-
-    def pick(self, pred, n=1):
-        out = [r for r in self.carded if pred(r)][:n]
-        expect(len(out) == n, "only %d carded residents match, want %d" % (len(out), n))
-        return out if n > 1 else out[0]
-
-    def issuable(self, t, n=1):
-        return self.pick(lambda r: r["issuable"][t], n)
-
-    def cleanup(self):
-        if os.environ.get("MDG_KEEP_TMP") != "yes":
-            shutil.rmtree(self.dir, ignore_errors=True)
+    return ic.DemoCity(RESIDENTS, CARDS, ministry=("dev", "second"), prefix="mdg-killswitch-")
 
 
 def routes(koseki="vendor", others="registry"):
