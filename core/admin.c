@@ -55,7 +55,7 @@ static json_t *admin_plugins_json(struct server *s)
 			json_array_append_new(certs, json_string(d->certificates[c]));
 		struct killswitch *ks = issuance_killswitch(s->issuance);
 		const char *name = plugin_instance_name(inst);
-		json_t *suspensions = killswitch_plugin_suspensions(ks, name, d->version);
+		json_t *suspensions = killswitch_plugin_suspensions(ks, name);
 		json_t *entry = json_pack(
 		    "{s:s, s:s, s:s, s:s, s:o, s:s, s:i, s:o}", "name", name, "plugin", d->name,
 		    "version", d->version, "vendor", d->vendor, "certificates", certs, "state",
@@ -171,8 +171,8 @@ static void handle_plugins(struct conn *c, const struct http_request *req,
 				json_array_append_new(routes,
 						      json_string(record_certificate_types[t]));
 		}
-		json_t *suspensions = killswitch_plugin_suspensions(
-		    issuance_killswitch(s->issuance), name, d->version);
+		json_t *suspensions =
+		    killswitch_plugin_suspensions(issuance_killswitch(s->issuance), name);
 		json_array_append_new(
 		    list,
 		    json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o}", "name", name, "plugin",

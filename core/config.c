@@ -1550,3 +1550,12 @@ void config_unref(struct config *cfg)
 	if (cfg != NULL && __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0)
 		config_free(cfg);
 }
+
+char *config_data_path(const struct config *cfg, const char *name)
+{
+	size_t n = strlen(cfg->data_dir) + strlen(name) + 2;
+	char *p = malloc(n);
+	if (p != NULL)
+		snprintf(p, n, "%s/%s", cfg->data_dir, name);
+	return p;
+}

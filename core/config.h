@@ -218,4 +218,7 @@ int config_parse_duration(const char *text, uint64_t *ms);
 /* Parses a size such as "65536", "64KiB", "1MiB", "2GiB".  Returns 0 or -1. */
 int config_parse_size(const char *text, uint64_t *bytes);
 
+/* data_dir/name, malloc'd (the caller frees it), or NULL when out of memory. */
+char *config_data_path(const struct config *cfg, const char *name);
+
 #endif

@@ -320,9 +320,8 @@ static void feed_schedule(struct feed *feed, uint64_t delay_ms)
 		uv_timer_start(&feed->poll_timer, feed_poll_now, delay_ms, 0);
 }
 
-void feed_result(struct feed *feed, enum feed_result result, uint64_t sequence)
+void feed_result(struct feed *feed, enum feed_result result)
 {
-	(void)sequence;
 	if (feed == NULL)
 		return;
 	feed->awaiting_result = false;

@@ -40,7 +40,7 @@ struct feed;
 int feed_start(uv_loop_t *loop, const struct config_ministry *conf, feed_body_fn on_body, void *arg,
 	       struct feed **out, char *msg, size_t msg_size);
 /* What became of the body last handed to on_body; times the next poll. */
-void feed_result(struct feed *feed, enum feed_result result, uint64_t sequence);
+void feed_result(struct feed *feed, enum feed_result result);
 /* Stops polling and aborts a transfer under way (NULL is a no-op). */
 void feed_stop(struct feed *feed);
 /* Frees it once its handles are closed (after feed_stop(); NULL is a no-op). */

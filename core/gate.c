@@ -491,6 +491,15 @@ void gate_entry_at(const struct gate *gate, size_t i, struct gate_entry_view *ou
 					.since = e->since};
 }
 
+bool gate_entry_applies(const struct gate *gate, size_t i, const char *plugin)
+{
+	long p = gate_plugin_index(gate, plugin);
+	if (p < 0 || i >= gate->count)
+		return false;
+	return gate_entry_matches(&gate->entries[i], plugin, gate->plugins[p].plugin,
+				  gate->plugins[p].version, gate_all_types(), NULL, false);
+}
+
 bool gate_held_by(const struct gate *gate, enum gate_source source, const char *plugin,
 		  uint32_t types, struct gate_verdict *out)
 {

@@ -174,6 +174,12 @@ size_t gate_entry_count(const struct gate *gate);
 void gate_entry_at(const struct gate *gate, size_t i, struct gate_entry_view *out);
 
 /*
+ * Whether suspension i (< count) applies to the bound instance plugin, at its version, for some
+ * type and municipality: the entries GET /v1/plugins shows for it.
+ */
+bool gate_entry_applies(const struct gate *gate, size_t i, const char *plugin);
+
+/*
  * Whether source holds a suspension of plugin for any of types (0: any type), at the bound
  * instance's version, in some municipality.
  */

@@ -1358,15 +1358,6 @@ static int subject_key_load(const char *path, unsigned char key[SUBJECT_KEY_LEN]
 	return 0;
 }
 
-static char *data_path(const struct config *cfg, const char *name)
-{
-	size_t n = strlen(cfg->data_dir) + strlen(name) + 2;
-	char *p = malloc(n);
-	if (p != NULL)
-		snprintf(p, n, "%s/%s", cfg->data_dir, name);
-	return p;
-}
-
 int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_host *plugins,
 			  struct issuance_service **out, char *msg, size_t msg_size)
 {
@@ -1414,9 +1405,9 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 		snprintf(msg, msg_size, "issuance.document_key: %s", err);
 		goto fail;
 	}
-	skey = conf->subject_key ? strdup(conf->subject_key) : data_path(cfg, "subject.key");
-	linkage_db = data_path(cfg, "linkage.sqlite");
-	audit_db = data_path(cfg, "audit.sqlite");
+	skey = conf->subject_key ? strdup(conf->subject_key) : config_data_path(cfg, "subject.key");
+	linkage_db = config_data_path(cfg, "linkage.sqlite");
+	audit_db = config_data_path(cfg, "audit.sqlite");
 	if (skey == NULL || linkage_db == NULL || audit_db == NULL) {
 		snprintf(msg, msg_size, "out of memory");
 		goto fail;
@@ -1445,7 +1436,7 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	}
 	struct audit_metrics am;
 	audit_metrics_snapshot(svc->audit, &am);
-	svc->serial_path = data_path(cfg, "issuance.serial");
+	svc->serial_path = config_data_path(cfg, "issuance.serial");
 	if (svc->serial_path == NULL ||
 	    serial_open(svc, (uint64_t)am.head_seq + 1, msg, msg_size) != 0)
 		goto fail;

@@ -198,29 +198,17 @@ static json_t *ks_entry_json(const struct gate_entry_view *v, bool with_plugin)
 	return o;
 }
 
-json_t *killswitch_plugin_suspensions(struct killswitch *ks, const char *plugin,
-				      const char *version)
+json_t *killswitch_plugin_suspensions(struct killswitch *ks, const char *plugin)
 {
 	json_t *a = json_array();
-	struct plugin_instance *inst = ks != NULL ? plugin_host_find(ks->plugins, plugin) : NULL;
-	const char *vendor_name = inst != NULL ? plugin_instance_descriptor(inst)->name : plugin;
 	for (size_t i = 0; ks != NULL && i < gate_entry_count(ks->gate); i++) {
+		if (!gate_entry_applies(ks->gate, i, plugin))
+			continue;
 		struct gate_entry_view v;
 		gate_entry_at(ks->gate, i, &v);
-		/* As the gate matches: ministry entries by the vendor's plugin name. */
-		const char *name = v.source == GATE_MINISTRY ? vendor_name : plugin;
-		if (strcmp(v.plugin, name) == 0 &&
-		    (v.versions == NULL || suslist_version_matches(v.versions, version)))
-			json_array_append_new(a, ks_entry_json(&v, false));
+		json_array_append_new(a, ks_entry_json(&v, false));
 	}
 	return a;
-}
-
-/* The loaded version of a plugin instance, or NULL. */
-static const char *ks_version(struct killswitch *ks, const char *plugin)
-{
-	struct plugin_instance *inst = plugin_host_find(ks->plugins, plugin);
-	return inst != NULL ? plugin_instance_descriptor(inst)->version : NULL;
 }
 
 static json_t *ks_list_json(struct killswitch *ks)
@@ -427,7 +415,7 @@ static void ks_done_list(struct ks_op *op)
 			      : op->list_status == SUSLIST_MALFORMED	   ? "malformed"
 									   : "error");
 		if (op->origin == ORIGIN_FEED)
-			feed_result(ks->feed, FEED_REFUSED, 0);
+			feed_result(ks->feed, FEED_REFUSED);
 		ks_problem(op, suslist_status_http(op->list_status), code,
 			   op->list_status == SUSLIST_SIGNATURE_INVALID
 			       ? "Suspension list not signed as required"
@@ -446,7 +434,7 @@ static void ks_done_list(struct ks_op *op)
 			  ks_sequence_text(c->stored_sequence, b));
 		ks_count_list(ks, op->origin, "not_newer");
 		if (op->origin == ORIGIN_FEED)
-			feed_result(ks->feed, FEED_UNCHANGED, c->stored_sequence);
+			feed_result(ks->feed, FEED_UNCHANGED);
 		ks_problem(op, 409, "SEQUENCE_NOT_NEWER", "Suspension list not newer",
 			   "the list's sequence is not greater than the one in force: a replayed "
 			   "or older list changes nothing",
@@ -459,7 +447,7 @@ static void ks_done_list(struct ks_op *op)
 			  ks_origin_names[op->origin], "error", c->err);
 		ks_count_list(ks, op->origin, "error");
 		if (op->origin == ORIGIN_FEED)
-			feed_result(ks->feed, FEED_FAILED, 0);
+			feed_result(ks->feed, FEED_FAILED);
 		ks_problem(op, 500, "SUSPENSION_NOT_PERSISTED", "Suspension list not stored",
 			   "the list could not be written to the suspension store; nothing "
 			   "changed",
@@ -481,7 +469,7 @@ static void ks_done_list(struct ks_op *op)
 		  "origin", ks_origin_names[op->origin], "sequence", ks_sequence_text(seq, seqtext),
 		  "suspensions", (json_int_t)entries, "expired", expired);
 	if (op->origin == ORIGIN_FEED)
-		feed_result(ks->feed, FEED_APPLIED, seq);
+		feed_result(ks->feed, FEED_APPLIED);
 	char exp[32];
 	http_format_time(expires, exp, sizeof exp);
 	ks_answer(op, 200,
@@ -524,9 +512,7 @@ static void ks_done_local(struct ks_op *op)
 				  gate_mode_name(c->mode));
 		ks_answer(op, 200,
 			  json_pack("{s:s, s:s, s:o}", "plugin", c->plugin, "state", "suspended",
-				    "suspensions",
-				    killswitch_plugin_suspensions(ks, c->plugin,
-								  ks_version(ks, c->plugin))));
+				    "suspensions", killswitch_plugin_suspensions(ks, c->plugin)));
 		return;
 	}
 	if (changed > 0)
@@ -550,14 +536,13 @@ static void ks_done_local(struct ks_op *op)
 				     changed, "acknowledged", acked));
 		return;
 	}
-	ks_answer(
-	    op, 200,
-	    json_pack("{s:s, s:i, s:i, s:s, s:o}", "plugin", c->plugin, "lifted", changed,
-		      "acknowledged", acked, "state",
-		      gate_check(ks->gate, c->plugin, NULL, NULL, NULL, false, NULL) ? "suspended"
-										     : "serving",
-		      "suspensions",
-		      killswitch_plugin_suspensions(ks, c->plugin, ks_version(ks, c->plugin))));
+	ks_answer(op, 200,
+		  json_pack("{s:s, s:i, s:i, s:s, s:o}", "plugin", c->plugin, "lifted", changed,
+			    "acknowledged", acked, "state",
+			    gate_check(ks->gate, c->plugin, NULL, NULL, NULL, false, NULL)
+				? "suspended"
+				: "serving",
+			    "suspensions", killswitch_plugin_suspensions(ks, c->plugin)));
 }
 
 static void ks_done_auto(struct ks_op *op)
@@ -604,7 +589,7 @@ static void ks_start_next(struct killswitch *ks)
 		ks_problem(op, 500, "INTERNAL_ERROR", "Internal error", "cannot queue the change",
 			   NULL);
 		if (op->origin == ORIGIN_FEED)
-			feed_result(ks->feed, FEED_FAILED, 0); /* the feed polls again */
+			feed_result(ks->feed, FEED_FAILED); /* the feed polls again */
 		ks_op_free(op);
 	}
 }
@@ -854,7 +839,7 @@ static void ks_feed_body(void *arg, const char *body, size_t len, uint64_t recei
 {
 	struct killswitch *ks = arg;
 	if (ks_queue_list(ks, ORIGIN_FEED, body, len, received_ns, NULL, NULL) != 0)
-		feed_result(ks->feed, FEED_FAILED, 0);
+		feed_result(ks->feed, FEED_FAILED);
 }
 
 void killswitch_auto(struct killswitch *ks, const char *plugin, const char *reason, time_t now)
@@ -889,15 +874,6 @@ struct gate *killswitch_gate(struct killswitch *ks)
 	return ks != NULL ? ks->gate : NULL;
 }
 
-static char *ks_data_path(const struct config *cfg, const char *name)
-{
-	size_t n = strlen(cfg->data_dir) + strlen(name) + 2;
-	char *p = malloc(n);
-	if (p != NULL)
-		snprintf(p, n, "%s/%s", cfg->data_dir, name);
-	return p;
-}
-
 int killswitch_open(uv_loop_t *loop, const struct config *cfg, struct plugin_host *plugins,
 		    struct killswitch **out, char *msg, size_t msg_size)
 {
@@ -906,7 +882,7 @@ int killswitch_open(uv_loop_t *loop, const struct config *cfg, struct plugin_hos
 	size_t n = plugin_host_count(plugins);
 	struct gate_plugin *bound = calloc(n ? n : 1, sizeof *bound);
 	if (ks == NULL || bound == NULL ||
-	    (ks->db_path = ks_data_path(cfg, "gate.sqlite")) == NULL) {
+	    (ks->db_path = config_data_path(cfg, "gate.sqlite")) == NULL) {
 		free(bound);
 		free(ks);
 		snprintf(msg, msg_size, "out of memory");

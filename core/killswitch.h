@@ -62,11 +62,10 @@ void killswitch_ministry_push(struct killswitch *ks, struct conn *c, const struc
 			      struct http_response *resp);
 
 /*
- * The suspensions of one plugin instance at its version, as GET /v1/plugins shows them (a new
- * array; ministry entries whose version range excludes it are left out).
+ * The suspensions that apply to one loaded plugin instance at its version, as GET /v1/plugins
+ * shows them (a new array).
  */
-json_t *killswitch_plugin_suspensions(struct killswitch *ks, const char *plugin,
-				      const char *version);
+json_t *killswitch_plugin_suspensions(struct killswitch *ks, const char *plugin);
 /* {"sequence", "issued_at", "expires_at", "expired", "feed": {…}} for GET /v1/status. */
 json_t *killswitch_status_json(struct killswitch *ks);
 /* True when the ministry list in force has expired (the appliance is then degraded). */

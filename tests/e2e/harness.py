@@ -448,6 +448,22 @@ class Daemon:
                               timeout=timeout)
 
 
+def metric_sum(text, name, labels=None):
+    """The sum of every series of metric name in Prometheus text whose labels include labels
+    (0 when there is none)."""
+    total = 0.0
+    labels = labels or {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
+                               m.group(3) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(4))
+    return total
+
+
 def metric_value(text, name, labels=None):
     """Value of the series name{labels} in Prometheus text (labels must match exactly the
     given subset); None when absent."""

@@ -274,17 +274,7 @@ def metric(d, name, labels=None):
 
 
 def metric_sum(d, name, labels=None):
-    total = 0.0
-    labels = labels or {}
-    for line in d.metrics_text().splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
-                               m.group(3) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(4))
-    return total
+    return harness.metric_sum(d.metrics_text(), name, labels)
 
 
 def wait_for(pred, timeout, step=0.05, what="condition"):

@@ -595,6 +595,11 @@ static void ministry_entries_name_the_vendor_plugin_and_local_ones_the_instance(
 	assert_string_equal(v.id, "M-BY-VENDOR");
 	assert_true(gate_check(g, "koseki", NULL, "koseki-full", "141003", false, NULL));
 	assert_true(gate_held_by(g, GATE_MINISTRY, "koseki", 0, NULL));
+	/* Listed for the instance that runs the vendor's plugin, not for the other one. */
+	assert_int_equal(gate_entry_count(g), 1);
+	assert_true(gate_entry_applies(g, 0, "koseki"));
+	assert_false(gate_entry_applies(g, 0, "registry"));
+	assert_false(gate_entry_applies(g, 0, "fujitsu-like"));	     /* not an instance name */
 	assert_false(gate_check_at(g, 1, 0, M141003, STEP_7, NULL)); /* the other plugin */
 
 	struct gate_change c = {
@@ -649,6 +654,7 @@ static void a_ministry_entry_covers_only_versions_in_its_range(void **state)
 	assert_int_equal(suspended_slots(g, VENDOR, STEP_7), 0);
 	assert_false(gate_check(g, "vendor", NULL, "seal", "141003", STEP_7, NULL));
 	assert_false(gate_check(g, "vendor", "2.3.0", NULL, NULL, STEP_7, NULL));
+	assert_false(gate_entry_applies(g, 0, "vendor")); /* not listed for the loaded 2.3.0 */
 	/* By names with another version, it is evaluated directly: 3.1.0 is covered. */
 	assert_true(gate_check(g, "vendor", "3.1.0", "seal", "141003", STEP_7, &v));
 	assert_string_equal(v.id, "M-NEW");
@@ -659,6 +665,7 @@ static void a_ministry_entry_covers_only_versions_in_its_range(void **state)
 	assert_int_equal(suspended_slots(g, VENDOR, STEP_7), RECORD_CERTIFICATE_TYPE_COUNT * 2);
 	assert_true(at(g, VENDOR, "residence", M141011, STEP_13, &v));
 	assert_string_equal(v.id, "M-OLD");
+	assert_true(gate_entry_applies(g, 0, "vendor"));
 	assert_false(gate_check(g, "vendor", "2.3.1", "seal", "141003", STEP_7, NULL));
 	assert_true(gate_check(g, "vendor", "2.3.0", "seal", "141003", STEP_7, NULL));
 	assert_int_equal(suspended_slots(g, REGISTRY, STEP_7), 0);
