@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <qrencode.h>
 
 #include "doccode.h"
 
@@ -88,5 +89,15 @@ const char *render_certificate_title(const char *certificate);
  * Returns 0, or -1 (out set to the input unchanged) for an invalid or pre-Meiji date.
  */
 int render_era_date(const char *iso, char *out, size_t size);
+
+/*
+ * The QR symbol of a page's code text (level M, the smallest version that holds it), as every
+ * page carries it; RENDER_QR_MASK says which mask pattern it uses.  NULL when out of memory or
+ * the text does not fit a QR code.  Free with QRcode_free().
+ */
+QRcode *render_qr_encode(const char *text);
+
+/* The symbol's fixed mask pattern (0-7), or -1 where libqrencode picks one (core/render.c). */
+extern const int render_qr_mask;
 
 #endif

@@ -184,6 +184,52 @@ static void the_digest_depends_on_every_input(void **state)
 	json_decref(r);
 }
 
+/*
+ * The 15 format bits of a symbol as ISO/IEC 18004 §7.9 places them beside the top-left finder
+ * (libqrencode draws bits 0-7 down column 8 and bits 8-14 along row 8), unmasked with 0x5412:
+ * bits 14-13 the error correction level (00 = M), bits 12-10 the mask pattern.
+ */
+static unsigned format_bits(const QRcode *qr)
+{
+	int w = qr->width;
+	unsigned f = 0;
+	for (int i = 0; i < 8; i++) {
+		int row = i < 6 ? i : i + 1;
+		f |= (unsigned)(qr->data[w * row + 8] & 1) << i;
+	}
+	for (int i = 0; i < 7; i++) {
+		int col = i == 0 ? 7 : 6 - i;
+		f |= (unsigned)(qr->data[w * 8 + col] & 1) << (8 + i);
+	}
+	return f ^ 0x5412;
+}
+
+static void page_symbols_keep_libqrencodes_version_and_use_the_fixed_mask(void **state)
+{
+	(void)state;
+	char code[DOCCODE_TEXT_MAX], err[256], issuance[32];
+	for (unsigned i = 0; i < 200; i++) {
+		snprintf(issuance, sizeof issuance, "141003-20261127-%06u", i * 4099 % 1000000);
+		assert_int_equal(doccode_make(signer_a, issuance, 1 + i % 12, 12 + i % 988,
+					      "0123456789abcdef", code, sizeof code, err,
+					      sizeof err),
+				 DOCCODE_OK);
+		QRcode *ours = render_qr_encode(code);
+		QRcode *lib = QRcode_encodeString(code, 0, QR_ECLEVEL_M, QR_MODE_8, 1);
+		assert_non_null(ours);
+		assert_non_null(lib);
+		assert_int_equal(ours->version, lib->version);
+		unsigned f = format_bits(ours);
+		assert_int_equal(f >> 13, 0); /* level M */
+		if (render_qr_mask >= 0)
+			assert_int_equal((f >> 10) & 7u, (unsigned)render_qr_mask);
+		else
+			assert_memory_equal(ours->data, lib->data, (size_t)lib->width * lib->width);
+		QRcode_free(ours);
+		QRcode_free(lib);
+	}
+}
+
 static void era_dates_follow_the_era_boundaries(void **state)
 {
 	(void)state;
@@ -525,6 +571,7 @@ int main(void)
 	    cmocka_unit_test(another_key_fails_as_wrong_key),
 	    cmocka_unit_test(malformed_codes_fail_as_malformed),
 	    cmocka_unit_test(the_digest_depends_on_every_input),
+	    cmocka_unit_test(page_symbols_keep_libqrencodes_version_and_use_the_fixed_mask),
 	    cmocka_unit_test(era_dates_follow_the_era_boundaries),
 	    cmocka_unit_test(every_type_renders_one_page_for_a_small_record),
 	    cmocka_unit_test(a_large_household_and_register_spill_onto_more_pages),
