@@ -354,6 +354,16 @@ static const struct field issuance_fields[] = {
      AT(struct config_issuance, idempotency_retention_ms),
      .min = MINUTE_MS,
      .max = 30 * 24 * HOUR_MS},
+    {.name = "max_pending",
+     .kind = KIND_INTEGER,
+     AT(struct config_issuance, max_pending),
+     .min = 1,
+     .max = 1000000},
+    {.name = "render_queue",
+     .kind = KIND_INTEGER,
+     AT(struct config_issuance, render_queue),
+     .min = 1,
+     .max = 1000000},
     {.name = "audit", .kind = KIND_SECTION, .offset = 0, .section = audit_fields},
     {.name = "certificates",
      .kind = KIND_SECTION,
@@ -1271,6 +1281,8 @@ static struct config *config_new_default(void)
 	cfg->issuance.idempotency_retention_ms = 24 * HOUR_MS;
 	cfg->issuance.audit.checkpoint_rows = 1000;
 	cfg->issuance.audit.checkpoint_interval_ms = MINUTE_MS;
+	cfg->issuance.max_pending = 2048;
+	cfg->issuance.render_queue = 512;
 	cfg->issuance.audit.queue_limit = 8192;
 	cfg->ministry.threshold = 1;
 	cfg->ministry.poll_interval_ms = MINUTE_MS;

@@ -148,6 +148,8 @@ struct config_issuance {
 	} card_proof;
 	uint64_t deadline_ms;		   /* a whole issuance, from its last body byte */
 	uint64_t idempotency_retention_ms; /* stored 201 answers are replayed this long */
+	uint32_t max_pending;  /* issuances under way at once (memory bound); beyond: 503 */
+	uint32_t render_queue; /* issuances waiting for or at the renderer; beyond: 503 */
 	struct {
 		uint32_t checkpoint_rows;	 /* a signed checkpoint after this many rows */
 		uint64_t checkpoint_interval_ms; /* ... or this long, whichever comes first */

@@ -111,6 +111,9 @@ struct issuance_service {
 	int serial_status;
 	char *audit_path;      /* data_dir/audit.sqlite */
 	struct issuance *live; /* every issuance not yet freed */
+	/* Load shedding (DESIGN §4 OVERLOADED): live_count is bounded by conf->max_pending at
+	 * admission, which bounds memory; render_count by conf->render_queue before step 12. */
+	size_t live_count, render_count;
 	bool closing;
 	/* Metrics: per type, plugin route and outcome, created on first use. */
 	struct metric_family *m_issuances;
@@ -118,6 +121,7 @@ struct issuance_service {
 	struct metric_histogram *m_latency[RECORD_CERTIFICATE_TYPE_COUNT];
 	metric_value *m_integrity_faults;
 	metric_value *m_in_flight;
+	metric_value *m_shed_admission, *m_shed_render;
 	metric_value *m_audit_rows, *m_audit_failed;
 	struct metric_histogram *m_commit_seconds, *m_batch_rows;
 	metric_value *m_linkage_cards;
@@ -269,6 +273,13 @@ static void metrics_setup(struct issuance_service *svc)
 	    metrics_series(metrics_family("madoguchi_issuances_in_flight",
 					  "Issuances not yet concluded.", METRIC_GAUGE),
 			   "");
+	struct metric_family *shed =
+	    metrics_family("madoguchi_issuances_shed_total",
+			   "Issuances answered 503 OVERLOADED because a queue was full: admission "
+			   "(issuance.max_pending) or render (issuance.render_queue).",
+			   METRIC_COUNTER);
+	svc->m_shed_admission = metrics_series(shed, "queue=\"admission\"");
+	svc->m_shed_render = metrics_series(shed, "queue=\"render\"");
 	struct metric_family *audit =
 	    metrics_family("madoguchi_audit_rows_total",
 			   "Audit rows, by whether their batch committed.", METRIC_COUNTER);
@@ -356,6 +367,7 @@ static void is_free(struct issuance *is)
 		svc->live = is->next;
 	if (is->next != NULL)
 		is->next->prev = is->prev;
+	svc->live_count--;
 	free(is->body);
 	free(is->card_cert);
 	free(is->card_sig);
@@ -525,10 +537,20 @@ static void work_done(uv_work_t *w, int status);
 
 static void is_queue_work(struct issuance *is, enum issuance_work kind)
 {
+	if (kind == WORK_RENDER) {
+		if (is->svc->render_count >= is->svc->conf->render_queue) {
+			metrics_add(is->svc->m_shed_render, 1);
+			is_fail(is, "OVERLOADED", "the renderer is busy; retry shortly", NULL);
+			return;
+		}
+		is->svc->render_count++;
+	}
 	is->work_kind = kind;
 	is->work.data = is;
 	if (uv_queue_work(is->svc->loop, &is->work, kind == WORK_PROOF ? proof_work : render_work,
 			  work_done) != 0) {
+		if (kind == WORK_RENDER)
+			is->svc->render_count--;
 		is_fail(is, "INTERNAL_ERROR", "cannot queue work on the thread pool", NULL);
 		return;
 	}
@@ -943,6 +965,8 @@ static void work_done(uv_work_t *w, int status)
 {
 	struct issuance *is = w->data;
 	is->work_busy = false;
+	if (is->work_kind == WORK_RENDER)
+		is->svc->render_count--;
 	if (is->work_kind == WORK_LOOKUP) { /* concluded already: its answer waits on this */
 		lookup_done(is);
 		return;
@@ -996,6 +1020,14 @@ void issuance_handle(struct issuance_service *svc, struct conn *c, const struct 
 		answer_no_issuance(req, resp);
 		return;
 	}
+	/* Admission: beyond max_pending the answer costs no parsing, no crypto and no memory. */
+	if (svc->live_count >= svc->conf->max_pending) {
+		metrics_add(svc->m_shed_admission, 1);
+		http_response_header(resp, "Retry-After", "1");
+		http_response_problem(resp, 503, "OVERLOADED", "Overloaded",
+				      "too many issuances under way; retry shortly", req->id);
+		return;
+	}
 	struct issuance *is = calloc(1, sizeof *is);
 	if (is == NULL || (is->body = malloc(req->body_len + 1)) == NULL) {
 		free(is);
@@ -1014,6 +1046,7 @@ void issuance_handle(struct issuance_service *svc, struct conn *c, const struct 
 	if (svc->live != NULL)
 		svc->live->prev = is;
 	svc->live = is;
+	svc->live_count++;
 	uv_timer_init(svc->loop, &is->deadline);
 	is->deadline.data = is;
 	metrics_add(svc->m_in_flight, 1);
@@ -1392,6 +1425,24 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 		for (size_t i = 0; i < plugin_host_count(plugins); i++)
 			if (plugin_host_instance(plugins, i) == inst)
 				svc->route_index[t] = i;
+	}
+	/* A slow backend holds at most its max_in_flight issuances; the others' types must still
+	 * find a place under max_pending. */
+	uint64_t routed_in_flight = 0;
+	for (size_t i = 0; i < cfg->plugin_count; i++)
+		for (int t = 0; t < RECORD_CERTIFICATE_TYPE_COUNT; t++)
+			if (conf->certificates[t].plugin != NULL &&
+			    strcmp(conf->certificates[t].plugin, cfg->plugins[i].name) == 0) {
+				routed_in_flight += cfg->plugins[i].max_in_flight;
+				break;
+			}
+	if (routed_in_flight >= conf->max_pending) {
+		snprintf(
+		    msg, msg_size,
+		    "%s: issuance.max_pending (%u) must exceed the max_in_flight of the routed "
+		    "plugins together (%llu), or one slow backend could take every place",
+		    cfg->path, conf->max_pending, (unsigned long long)routed_in_flight);
+		goto fail;
 	}
 	if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
 		snprintf(msg, msg_size, "cannot create data_dir %s", cfg->data_dir);

@@ -406,6 +406,8 @@ static void issuance_section_sets_routes_hours_and_fees(void **state)
 	assert_int_equal(is->card_proof.mode, CONFIG_CARD_PROOF_REQUIRED);
 	assert_int_equal(is->card_proof.max_skew_ms, 300000);
 	assert_int_equal(is->deadline_ms, 10000);
+	assert_int_equal(is->max_pending, 2048);
+	assert_int_equal(is->render_queue, 512);
 	assert_string_equal(is->certificates[0].plugin, "registry");
 	assert_string_equal(is->certificates[2].plugin, "vendor");
 	assert_null(is->certificates[1].plugin); /* residence-record is not offered */
@@ -437,6 +439,16 @@ static void issuance_section_errors_name_the_place(void **state)
 		     ISSUANCE_HEAD "  certificates:\n    residence: {plugin: registry}\n"
 				   "  deadline: 1h\n",
 		     21, 13, "issuance.deadline");
+	expect_error(*state,
+		     ISSUANCE_HEAD "  certificates:\n    residence: {plugin: registry}\n"
+				   "  max_pending: 0\n",
+		     21, 16, "issuance.max_pending");
+	struct config *cfg =
+	    load_ok(*state, ISSUANCE_HEAD "  certificates:\n    residence: {plugin: registry}\n"
+					  "  max_pending: 300\n  render_queue: 40\n");
+	assert_int_equal(cfg->issuance.max_pending, 300);
+	assert_int_equal(cfg->issuance.render_queue, 40);
+	config_unref(cfg);
 }
 
 static void ministry_section_reads_keys_threshold_and_feed(void **state)
