@@ -14,7 +14,11 @@
  * handed to the loop with uv_async_send(); the loop matches each against the table and drops
  * what is not live.  A non-blocking plugin's fetch() runs on the loop; a blocking plugin's
  * (MDG_PLUGIN_BLOCKING) on the libuv thread pool, with its own copy of the request, so a
- * timed-out fetch can keep running there without touching freed memory.
+ * timed-out fetch can keep running there without touching freed memory.  One blocking
+ * instance occupies at most half the pool's threads (pool_limit); its further fetches wait in
+ * its own queue, so a slow backend cannot take the threads that card checks and rendering
+ * need for every other plugin's types.  A fetch whose deadline passed while it waited is
+ * dropped without running.
  *
  * Everything here runs on the loop thread except host_complete(), host_log(),
  * host_notify_change(), the record builder, the counters and now_ms(), which any thread may
@@ -59,7 +63,10 @@ struct plugin_instance {
 	struct mdg_plugin_ctx ctx;
 	uint32_t max_in_flight;
 	uint32_t in_flight;
-	char *counter_names[32]; /* strings of families the plugin registered */
+	uint32_t pool_limit;   /* blocking: fetches on the thread pool at once, at most */
+	uint32_t pool_running; /* blocking: fetches queued or running on the pool */
+	struct plugin_work *waiting, **waiting_tail; /* blocking: fetches waiting for the pool */
+	char *counter_names[32];		     /* strings of families the plugin registered */
 	size_t counter_name_count;
 	metric_value *m_ok;
 	metric_value *m_failed;
@@ -93,6 +100,7 @@ struct plugin_completion {
 /* A blocking plugin's fetch on the thread pool, with its own copy of the request. */
 struct plugin_work {
 	uv_work_t req;
+	struct plugin_work *next; /* in its instance's waiting queue */
 	struct plugin_instance *inst;
 	struct mdg_fetch fetch;
 	int rc;
@@ -576,11 +584,46 @@ static void plugin_work_run(uv_work_t *req)
 	w->rc = w->inst->desc->fetch(w->inst->state, &w->fetch);
 }
 
+static void plugin_work_done(uv_work_t *req, int status);
+
+/* Puts w on the thread pool; 0, or -1 when libuv refused it (w is not queued then). */
+static int work_queue(struct plugin_work *w)
+{
+	struct plugin_instance *inst = w->inst;
+	if (uv_queue_work(inst->host->loop, &w->req, plugin_work_run, plugin_work_done) != 0)
+		return -1;
+	inst->pool_running++;
+	inst->host->work_pending++;
+	return 0;
+}
+
+/* Moves waiting fetches of inst onto the pool while it has room; a fetch that ended while it
+ * waited (deadline, abandon) is dropped without running. */
+static void work_dispatch(struct plugin_instance *inst)
+{
+	while (inst->waiting != NULL && inst->pool_running < inst->pool_limit) {
+		struct plugin_work *w = inst->waiting;
+		inst->waiting = w->next;
+		if (inst->waiting == NULL)
+			inst->waiting_tail = &inst->waiting;
+		struct plugin_fetch *f = fetch_lookup(inst->host, w->fetch.ticket);
+		if (f == NULL) {
+			free(w);
+			continue;
+		}
+		if (work_queue(w) != 0) {
+			fetch_finish(f, MDG_ERR_UNAVAILABLE, NULL, "cannot queue the fetch");
+			free(w);
+		}
+	}
+}
+
 static void plugin_work_done(uv_work_t *req, int status)
 {
 	struct plugin_work *w = req->data;
 	struct plugin_host *h = w->inst->host;
 	h->work_pending--;
+	w->inst->pool_running--;
 	if (h->shutting_down) {
 		if (h->work_pending == 0)
 			plugin_host_finish(h);
@@ -595,7 +638,9 @@ static void plugin_work_done(uv_work_t *req, int status)
 			fetch_finish(f, rc < 0 ? rc : MDG_ERR_BACKEND, NULL,
 				     "the plugin could not start the fetch");
 	}
+	struct plugin_instance *inst = w->inst;
 	free(w);
+	work_dispatch(inst);
 }
 
 int plugin_fetch(struct plugin_instance *inst, const char *certificate, const char *municipality,
@@ -656,11 +701,14 @@ int plugin_fetch(struct plugin_instance *inst, const char *certificate, const ch
 			w->fetch.certificate = w->certificate;
 			w->fetch.municipality = w->municipality;
 			w->fetch.resident_code = w->resident_code;
-			rc = uv_queue_work(h->loop, &w->req, plugin_work_run, plugin_work_done) == 0
-				 ? MDG_OK
-				 : MDG_ERR_UNAVAILABLE;
-			if (rc == MDG_OK)
-				h->work_pending++;
+			rc = MDG_OK;
+			if (inst->pool_running < inst->pool_limit) {
+				if (work_queue(w) != 0)
+					rc = MDG_ERR_UNAVAILABLE;
+			} else {
+				*inst->waiting_tail = w;
+				inst->waiting_tail = &w->next;
+			}
 		} else if (w != NULL) {
 			rc = MDG_ERR_INVALID;
 		}
@@ -866,6 +914,8 @@ static int plugin_load_one(struct plugin_host *h, struct plugin_instance *inst,
 	inst->host = h;
 	inst->name = conf->name;
 	inst->max_in_flight = conf->max_in_flight;
+	inst->pool_limit = cfg->worker_threads / 2 > 1 ? cfg->worker_threads / 2 : 1;
+	inst->waiting_tail = &inst->waiting;
 	char *path = plugin_check_file(cfg, conf, msg, msg_size);
 	if (path == NULL)
 		return -1;
@@ -1030,6 +1080,16 @@ void plugin_host_shutdown(struct plugin_host *h)
 	for (uint32_t i = 0; i < h->slot_cap; i++) {
 		if (h->slots[i] != NULL)
 			plugin_fetch_abandon(h->slots[i]);
+	}
+	/* Fetches still waiting for the pool never run. */
+	for (size_t i = 0; i < h->count; i++) {
+		struct plugin_instance *inst = &h->instances[i];
+		while (inst->waiting != NULL) {
+			struct plugin_work *w = inst->waiting;
+			inst->waiting = w->next;
+			free(w);
+		}
+		inst->waiting_tail = &inst->waiting;
 	}
 	/* A blocking fetch still queued or running on a worker must end before fini() frees
 	 * what it uses: then plugin_work_done() finishes the shutdown. */

@@ -6,7 +6,9 @@
  * "error" refuses to start, "invalid" completes with a record whose status is unknown,
  * "foreign" completes with a fabricated ticket (a result for a request that does not exist),
  * "notify" announces versions 7 and then 5 of the resident before completing (version 3).
- * Built several times with a -D that breaks one thing, for the loader's refusals.
+ * Built several times with a -D that breaks one thing, for the loader's refusals; with
+ * -DMOCK_BLOCKING it is a blocking plugin (MDG_PLUGIN_BLOCKING) whose "delay" sleeps in
+ * fetch() on the host's thread pool, as a slow synchronous backend does.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +115,11 @@ static int mock_fetch(void *instance, const struct mdg_fetch *f)
 		mock_complete(m, f->ticket, f->certificate, f->resident_code);
 		return MDG_OK;
 	}
+#ifdef MOCK_BLOCKING
+	usleep((useconds_t)m->delay_ms * 1000);
+	mock_complete(m, f->ticket, f->certificate, f->resident_code);
+	return MDG_OK;
+#endif
 	struct mock_pending *p = calloc(1, sizeof *p);
 	if (p == NULL)
 		return MDG_ERR_NO_MEMORY;
@@ -163,7 +170,11 @@ static const struct mdg_plugin_descriptor mock_descriptor = {
 #else
     .size = sizeof(struct mdg_plugin_descriptor),
 #endif
+#ifdef MOCK_BLOCKING
+    .flags = MDG_PLUGIN_BLOCKING,
+#else
     .flags = 0,
+#endif
     .name = "mock",
     .version = "1.0.0",
     .vendor = "madoguchi tests",

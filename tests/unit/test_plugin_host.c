@@ -422,6 +422,101 @@ static void a_type_the_plugin_does_not_serve_is_not_fetched(void **state)
 	assert_int_equal(o.calls, 0);
 }
 
+/* --- a blocking plugin on the thread pool ---------------------------------------------------- */
+
+/* main() sets UV_THREADPOOL_SIZE to the config's default worker_threads (6): a blocking instance
+ * may hold 3 of them. */
+#define POOL_THREADS 6
+#define SLOW_MS	     400
+
+static struct plugin_instance *load_slow_blocking(struct hf_fixture *fx, int max_in_flight)
+{
+	install_plugin(fx, "blocking_mock", "b.so", 0755);
+	char yaml[256];
+	snprintf(yaml, sizeof yaml,
+		 "  b:\n    file: b.so\n    timeout: 5s\n    max_in_flight: %d\n"
+		 "    config: {mode: delay, delay_ms: %d}\n",
+		 max_in_flight, SLOW_MS);
+	write_config(fx, yaml);
+	assert_int_equal(load(fx), 0);
+	return plugin_host_find(fx->host, "b");
+}
+
+struct pool_probe {
+	uv_work_t work;
+	uint64_t queued_ns, started_ns;
+};
+
+static void probe_run(uv_work_t *w)
+{
+	struct pool_probe *p = w->data;
+	p->started_ns = uv_hrtime();
+}
+
+static void probe_done(uv_work_t *w, int status)
+{
+	(void)w;
+	(void)status;
+}
+
+static void a_slow_blocking_plugin_holds_at_most_half_the_pool(void **state)
+{
+	struct hf_fixture *fx = *state;
+	struct plugin_instance *b = load_slow_blocking(fx, 16);
+	enum { N = POOL_THREADS };
+	static struct outcome o[N];
+	memset(o, 0, sizeof o);
+	uint64_t t0 = uv_hrtime();
+	for (int i = 0; i < N; i++) {
+		char code[16];
+		snprintf(code, sizeof code, "%011d", 20000000 + i);
+		assert_int_equal(plugin_fetch(b, "residence", "141003", code, 0, 5000,
+					      record_outcome, &o[i], NULL),
+				 MDG_OK);
+	}
+	/* Work of every other type (card checks, rendering) still finds a thread at once; with
+	 * all six threads sleeping in the backend it would wait SLOW_MS. */
+	struct pool_probe probe = {.queued_ns = uv_hrtime()};
+	probe.work.data = &probe;
+	assert_int_equal(uv_queue_work(&fx->loop, &probe.work, probe_run, probe_done), 0);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	uint64_t waited_ms = (probe.started_ns - probe.queued_ns) / 1000000;
+	uint64_t took_ms = (uv_hrtime() - t0) / 1000000;
+	if (waited_ms >= SLOW_MS / 2)
+		fail_msg("other work waited %llu ms for a thread", (unsigned long long)waited_ms);
+	/* Six fetches of SLOW_MS, three at a time: two rounds. */
+	if (took_ms < 2 * SLOW_MS)
+		fail_msg("six fetches took %llu ms: more than three ran at once",
+			 (unsigned long long)took_ms);
+	for (int i = 0; i < N; i++) {
+		char code[16];
+		snprintf(code, sizeof code, "%011d", 20000000 + i);
+		assert_int_equal(o[i].calls, 1);
+		assert_int_equal(o[i].status, MDG_OK);
+		assert_string_equal(o[i].resident_code, code);
+	}
+	assert_int_equal(plugin_instance_in_flight(b), 0);
+}
+
+static void a_fetch_whose_deadline_passes_while_waiting_never_runs(void **state)
+{
+	struct hf_fixture *fx = *state;
+	struct plugin_instance *b = load_slow_blocking(fx, 16);
+	static struct outcome o[4];
+	memset(o, 0, sizeof o);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(plugin_fetch(b, "residence", "141003", "12345678901", 0,
+					      i < 3 ? 5000 : 50, record_outcome, &o[i], NULL),
+				 MDG_OK);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(o[i].status, MDG_OK);
+	assert_int_equal(o[3].calls, 1);
+	assert_int_equal(o[3].status, MDG_ERR_TIMEOUT);
+	/* The fourth waited behind the three and was dropped: the backend saw three. */
+	assert_int_equal(metric("madoguchi_plugin_mock_fetches_total{plugin=\"b\"} "), 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -468,6 +563,12 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_type_the_plugin_does_not_serve_is_not_fetched, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(a_slow_blocking_plugin_holds_at_most_half_the_pool,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_fetch_whose_deadline_passes_while_waiting_never_runs,
+					    setup, teardown),
 	};
+	/* Before the pool starts (on the first uv_queue_work): the size madoguchid gives it. */
+	setenv("UV_THREADPOOL_SIZE", "6", 1);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
