@@ -78,6 +78,8 @@ struct cardproof_cache {
 
 struct cardproof_ctx {
 	X509_STORE *store;
+	pthread_rwlock_t crl_lock; /* guards crls: read to look up, write to replace */
+	STACK_OF(X509_CRL) * crls; /* the card CAs' CRLs, or NULL: revocation not checked */
 	EVP_MD *sha256;
 	size_t ca_count;
 	time_t ca_not_after;	       /* the earliest notAfter of the configured CAs */
@@ -101,6 +103,8 @@ void cardproof_ctx_free(struct cardproof_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	X509_STORE_free(ctx->store);
+	sk_X509_CRL_pop_free(ctx->crls, X509_CRL_free);
+	pthread_rwlock_destroy(&ctx->crl_lock);
 	EVP_MD_free(ctx->sha256);
 	if (ctx->cache != NULL) {
 		for (size_t i = 0; i < CARDPROOF_CACHE_SETS; i++)
@@ -270,6 +274,7 @@ int cardproof_ctx_new(const char *ca_pem_path, struct cardproof_ctx **out, char 
 		return cardproof_fail(err, err_size, CARDPROOF_ERROR, "out of memory");
 	}
 	pthread_mutex_init(&ctx->cache->lock, NULL);
+	pthread_rwlock_init(&ctx->crl_lock, NULL);
 	ctx->store = X509_STORE_new();
 	ctx->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	if (ctx->store == NULL || ctx->sha256 == NULL) {
@@ -288,6 +293,100 @@ int cardproof_ctx_new(const char *ca_pem_path, struct cardproof_ctx **out, char 
 	}
 	*out = ctx;
 	return CARDPROOF_OK;
+}
+
+/* The configured CA whose subject is the CRL's issuer and whose key signed it, or NULL. */
+static X509 *cardproof_crl_signer(const struct cardproof_ctx *ctx, X509_CRL *crl)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(ctx->store);
+	for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+		X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+		if (ca != NULL &&
+		    X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0 &&
+		    X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+			return ca;
+	}
+	return NULL;
+}
+
+int cardproof_load_crl(struct cardproof_ctx *ctx, const char *path, size_t *crls, size_t *revoked,
+		       char *err, size_t err_size)
+{
+	char why[256];
+	errno = 0;
+	BIO *bio = BIO_new_file(path, "r");
+	if (bio == NULL)
+		return cardproof_fail(
+		    err, err_size, CARDPROOF_ERROR, "card_proof.crl: cannot open %s: %s", path,
+		    errno ? strerror(errno) : ossl_reason(why, sizeof why, false));
+	STACK_OF(X509_CRL) *set = sk_X509_CRL_new_null();
+	int rc = set != NULL ? CARDPROOF_OK
+			     : cardproof_fail(err, err_size, CARDPROOF_ERROR, "out of memory");
+	size_t n = 0, listed = 0;
+	X509_CRL *crl;
+	while (rc == CARDPROOF_OK && (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+		n++;
+		if (cardproof_crl_signer(ctx, crl) == NULL)
+			rc = cardproof_fail(err, err_size, CARDPROOF_ERROR,
+					    "card_proof.crl: CRL %zu in %s is not signed by a "
+					    "card_proof.ca certificate",
+					    n, path);
+		else if (sk_X509_CRL_push(set, crl) <= 0)
+			rc = cardproof_fail(err, err_size, CARDPROOF_ERROR, "out of memory");
+		if (rc != CARDPROOF_OK) {
+			X509_CRL_free(crl);
+			break;
+		}
+		listed += (size_t)sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
+	}
+	if (rc == CARDPROOF_OK) {
+		unsigned long e = ERR_peek_last_error();
+		if (e != 0 &&
+		    !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
+			rc =
+			    cardproof_fail(err, err_size, CARDPROOF_ERROR,
+					   "card_proof.crl: %s has a PEM block that is not a valid "
+					   "CRL after CRL %zu: %s",
+					   path, n, ossl_reason(why, sizeof why, false));
+		else if (n == 0)
+			rc = cardproof_fail(err, err_size, CARDPROOF_ERROR,
+					    "card_proof.crl: no PEM X509 CRL in %s", path);
+	}
+	ERR_clear_error();
+	BIO_free(bio);
+	if (rc != CARDPROOF_OK) {
+		sk_X509_CRL_pop_free(set, X509_CRL_free);
+		return rc;
+	}
+	pthread_rwlock_wrlock(&ctx->crl_lock);
+	STACK_OF(X509_CRL) *old = ctx->crls;
+	ctx->crls = set;
+	pthread_rwlock_unlock(&ctx->crl_lock);
+	sk_X509_CRL_pop_free(old, X509_CRL_free);
+	if (crls != NULL)
+		*crls = n;
+	if (revoked != NULL)
+		*revoked = listed;
+	return CARDPROOF_OK;
+}
+
+/* CARDPROOF_REVOKED when the CRL of cert's issuer lists it; CARDPROOF_OK otherwise. */
+static int cardproof_revocation(const struct cardproof_ctx *ctx, X509 *cert, char *err,
+				size_t err_size)
+{
+	int revoked = 0;
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&ctx->crl_lock);
+	for (int i = 0; ctx->crls != NULL && i < sk_X509_CRL_num(ctx->crls) && !revoked; i++) {
+		X509_CRL *crl = sk_X509_CRL_value(ctx->crls, i);
+		X509_REVOKED *entry;
+		if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)) == 0 &&
+		    X509_CRL_get0_by_cert(crl, &entry, cert) == 1)
+			revoked = 1;
+	}
+	pthread_rwlock_unlock((pthread_rwlock_t *)&ctx->crl_lock);
+	return revoked ? cardproof_fail(err, err_size, CARDPROOF_REVOKED,
+					"the card certificate is revoked (card_proof.crl)")
+		       : CARDPROOF_OK;
 }
 
 /* Value of a standard base64 character, or -1. */
@@ -559,6 +658,9 @@ int cardproof_verify(const struct cardproof_ctx *ctx, const char *cert_b64, cons
 		memcpy(res.cert_sha256, sha, sizeof sha);
 		cardproof_cache_put(ctx, sha, cert, &res, now);
 	}
+	/* On every request, cached or not: a CRL can arrive after the card was first seen. */
+	if (rc == CARDPROOF_OK)
+		rc = cardproof_revocation(ctx, cert, err, err_size);
 	if (rc == CARDPROOF_OK)
 		rc = cardproof_signature(ctx, key, sig, (size_t)sig_len, body, body_len, err,
 					 err_size);
@@ -598,6 +700,8 @@ const char *cardproof_status_name(int status)
 		return "bad signature";
 	case CARDPROOF_UNSUPPORTED_KEY:
 		return "unsupported key";
+	case CARDPROOF_REVOKED:
+		return "revoked";
 	default:
 		return "error";
 	}

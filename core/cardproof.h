@@ -13,14 +13,16 @@
  * the given time (every certificate of the chain within its validity), is not itself a CA, has
  * a supported key whose key usage (if stated) allows digital signatures, and the signature
  * verifies.  Every configured CA certificate is a trust anchor on its own (partial chains
- * allowed), so card_proof.ca may hold a root, an issuing CA, or both.  Revocation (CRL/OCSP)
- * is not checked here.
+ * allowed), so card_proof.ca may hold a root, an issuing CA, or both.  With CRLs loaded
+ * (cardproof_load_crl()), a card certificate listed as revoked by its issuer's CRL is refused
+ * on every request, also when the certificate itself was verified before (the cache).
  *
  * Every failure is 401 CARD_PROOF_INVALID on the wire; the status and the message tell tests
  * and operators which check failed.  Messages never contain the card serial or header values.
  *
- * Threads: a cardproof_ctx is immutable after cardproof_ctx_new() and may be used by any
- * number of threads at once; each call makes its own verification context.
+ * Threads: a cardproof_ctx may be used by any number of threads at once; each call makes its
+ * own verification context.  Only its CRL set changes after cardproof_ctx_new(), replaced
+ * whole under a lock by cardproof_load_crl().
  */
 #ifndef MDG_CARDPROOF_H
 #define MDG_CARDPROOF_H
@@ -44,6 +46,7 @@ enum cardproof_status {
 	CARDPROOF_BAD_SIGNATURE = -5,	/* the signature does not verify over the body */
 	CARDPROOF_UNSUPPORTED_KEY = -6, /* not RSA 2048..4096 / EC P-256, or not for signing */
 	CARDPROOF_ERROR = -7,		/* CA file unusable, out of memory, OpenSSL failure */
+	CARDPROOF_REVOKED = -8,		/* listed in its issuer's CRL */
 };
 
 enum cardproof_key_type {
@@ -74,6 +77,17 @@ int cardproof_ctx_new(const char *ca_pem_path, struct cardproof_ctx **out, char 
 void cardproof_ctx_free(struct cardproof_ctx *ctx);
 /* Number of CA certificates loaded. */
 size_t cardproof_ctx_ca_count(const struct cardproof_ctx *ctx);
+
+/*
+ * Loads the CRLs of a PEM file (one or more X509 CRL blocks; an empty list is not a file of
+ * CRLs) and, when every one is signed by a configured card CA, makes them the set that
+ * cardproof_verify() consults, replacing the previous set whole.  On any error the previous
+ * set stays in force (a broken or missing file never lifts a revocation).  Returns
+ * CARDPROOF_OK with *crls and *revoked (may be NULL) counted, or CARDPROOF_ERROR with err
+ * saying what to fix.  Parses the whole file: call it off the event loop.  Any thread.
+ */
+int cardproof_load_crl(struct cardproof_ctx *ctx, const char *path, size_t *crls, size_t *revoked,
+		       char *err, size_t err_size);
 
 /* Lookups of the verified-certificate cache so far (see cardproof.c).  Any thread. */
 void cardproof_cache_stats(const struct cardproof_ctx *ctx, uint64_t *hits, uint64_t *misses);

@@ -254,6 +254,12 @@ static const struct field card_proof_fields[] = {
      .kind = KIND_FILE,
      .flags = FIELD_REQUIRED,
      AT(struct config_issuance, card_proof.ca)},
+    {.name = "crl", .kind = KIND_FILE, AT(struct config_issuance, card_proof.crl)},
+    {.name = "crl_interval",
+     .kind = KIND_DURATION,
+     AT(struct config_issuance, card_proof.crl_interval_ms),
+     .min = SECOND_MS,
+     .max = 24 * HOUR_MS},
     {.name = "mode", .kind = KIND_PROOF_MODE, AT(struct config_issuance, card_proof.mode)},
     {.name = "max_skew",
      .kind = KIND_DURATION,
@@ -1277,6 +1283,7 @@ static struct config *config_new_default(void)
 	cfg->log.access = true;
 	cfg->drain_timeout_ms = 30 * SECOND_MS;
 	cfg->issuance.card_proof.max_skew_ms = 5 * MINUTE_MS;
+	cfg->issuance.card_proof.crl_interval_ms = MINUTE_MS;
 	cfg->issuance.deadline_ms = 10 * SECOND_MS;
 	cfg->issuance.idempotency_retention_ms = 24 * HOUR_MS;
 	cfg->issuance.audit.checkpoint_rows = 1000;

@@ -142,7 +142,9 @@ struct config_issuance {
 	char *document_key; /* Ed25519 PEM: page codes, bindings, audit checkpoints */
 	char *subject_key;  /* HMAC key of subject digests; NULL: data_dir/subject.key */
 	struct {
-		char *ca; /* PEM bundle the cards chain to */
+		char *ca;		  /* PEM bundle the cards chain to */
+		char *crl;		  /* PEM CRLs of those CAs, or NULL: no revocation check */
+		uint64_t crl_interval_ms; /* how often the CRL file is checked for a new one */
 		enum config_card_proof_mode mode;
 		uint64_t max_skew_ms;
 	} card_proof;

@@ -127,6 +127,16 @@ struct issuance_service {
 	metric_value *m_linkage_cards;
 	metric_value *m_card_hits, *m_card_misses;
 	uv_timer_t metrics_timer;
+	/* Card CRLs (card_proof.crl): the file is checked every crl_interval and, when it
+	 * changed, read again on the pool; a file that cannot be read keeps the set in force. */
+	uv_timer_t crl_timer;
+	uv_work_t crl_work;
+	bool crl_busy;
+	struct stat crl_seen; /* the file as last read (or tried) */
+	int crl_status;
+	size_t crl_count, crl_revoked;
+	char crl_err[256];
+	metric_value *m_crl_revoked;
 };
 
 enum issuance_work { WORK_NONE, WORK_PROOF, WORK_RENDER, WORK_LOOKUP };
@@ -246,6 +256,77 @@ static void metrics_tick(uv_timer_t *t)
 	metrics_set(svc->m_card_misses, (int64_t)misses);
 }
 
+/* ------------------------------------------------------------------------ card CRLs */
+
+static void crl_log(const struct issuance_service *svc)
+{
+	if (svc->crl_status == CARDPROOF_OK) {
+		metrics_set(svc->m_crl_revoked, (int64_t)svc->crl_revoked);
+		log_event(LOG_INFO, "card_crl_loaded", "{s:s, s:I, s:I}", "path",
+			  svc->conf->card_proof.crl, "crls", (json_int_t)svc->crl_count, "revoked",
+			  (json_int_t)svc->crl_revoked);
+	} else {
+		log_event(LOG_ERROR, "card_crl_refused", "{s:s, s:s, s:s}", "path",
+			  svc->conf->card_proof.crl, "error", svc->crl_err, "hint",
+			  "the CRLs loaded before stay in force; fix the file");
+	}
+}
+
+static void crl_work_run(uv_work_t *w)
+{
+	struct issuance_service *svc = w->data;
+	svc->crl_status = cardproof_load_crl(svc->cards, svc->conf->card_proof.crl, &svc->crl_count,
+					     &svc->crl_revoked, svc->crl_err, sizeof svc->crl_err);
+}
+
+static void crl_work_done(uv_work_t *w, int status)
+{
+	struct issuance_service *svc = w->data;
+	svc->crl_busy = false;
+	if (status == 0)
+		crl_log(svc);
+}
+
+static bool crl_changed(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino != b->st_ino || a->st_size != b->st_size ||
+	       a->st_mtim.tv_sec != b->st_mtim.tv_sec || a->st_mtim.tv_nsec != b->st_mtim.tv_nsec;
+}
+
+static void crl_tick(uv_timer_t *t)
+{
+	struct issuance_service *svc = t->data;
+	struct stat st;
+	if (svc->crl_busy || svc->closing || stat(svc->conf->card_proof.crl, &st) != 0 ||
+	    !crl_changed(&st, &svc->crl_seen))
+		return;
+	svc->crl_seen = st;
+	svc->crl_work.data = svc;
+	if (uv_queue_work(svc->loop, &svc->crl_work, crl_work_run, crl_work_done) == 0)
+		svc->crl_busy = true;
+}
+
+/* Loads the CRLs at start (a bad file refuses the start) and starts watching the file. */
+static int crl_open(struct issuance_service *svc, char *msg, size_t msg_size)
+{
+	if (svc->conf->card_proof.crl == NULL)
+		return 0;
+	if (stat(svc->conf->card_proof.crl, &svc->crl_seen) != 0)
+		memset(&svc->crl_seen, 0, sizeof svc->crl_seen);
+	crl_work_run(&(uv_work_t){.data = svc});
+	if (svc->crl_status != CARDPROOF_OK) {
+		snprintf(msg, msg_size, "issuance.card_proof.crl: %s", svc->crl_err);
+		return -1;
+	}
+	crl_log(svc);
+	uv_timer_init(svc->loop, &svc->crl_timer);
+	svc->crl_timer.data = svc;
+	uv_timer_start(&svc->crl_timer, crl_tick, svc->conf->card_proof.crl_interval_ms,
+		       svc->conf->card_proof.crl_interval_ms);
+	uv_unref((uv_handle_t *)&svc->crl_timer);
+	return 0;
+}
+
 static void metrics_setup(struct issuance_service *svc)
 {
 	static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -304,6 +385,12 @@ static void metrics_setup(struct issuance_service *svc)
 	    "parsing and the chain check; the signature is always checked).",
 	    METRIC_COUNTER);
 	svc->m_card_hits = metrics_series(cards, "result=\"hit\"");
+	svc->m_crl_revoked = metrics_series(
+	    metrics_family("madoguchi_card_crl_revoked",
+			   "Card certificates listed as revoked in the CRLs in force "
+			   "(issuance.card_proof.crl).",
+			   METRIC_GAUGE),
+	    "");
 	svc->m_card_misses = metrics_series(cards, "result=\"miss\"");
 	svc->m_linkage_cards = metrics_series(
 	    metrics_family("madoguchi_linkage_cards", "Cards in the linkage table.", METRIC_GAUGE),
@@ -1470,6 +1557,8 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	if (killswitch_open(loop, cfg, plugins, &svc->ks, msg, msg_size) != 0)
 		goto fail;
 	metrics_setup(svc);
+	if (crl_open(svc, msg, msg_size) != 0)
+		goto fail;
 	struct audit_options ao = {
 	    .commit_seconds = svc->m_commit_seconds,
 	    .batch_rows = svc->m_batch_rows,
@@ -1524,10 +1613,11 @@ fail:
 		audit_close(svc->audit);
 		svc->audit = NULL;
 	}
-	if (svc->ks != NULL) { /* its timer and feed are handles on the loop: close them first */
+	if (svc->crl_timer.data != NULL)
+		uv_close((uv_handle_t *)&svc->crl_timer, NULL);
+	if (svc->ks != NULL) /* its timer and feed are handles on the loop: close them first */
 		killswitch_shutdown(svc->ks);
-		uv_run(loop, UV_RUN_NOWAIT);
-	}
+	uv_run(loop, UV_RUN_NOWAIT);
 	issuance_service_free(svc);
 	return -1;
 }
@@ -1548,6 +1638,8 @@ void issuance_service_shutdown(struct issuance_service *svc)
 	}
 	if (svc->metrics_timer.data != NULL)
 		uv_close((uv_handle_t *)&svc->metrics_timer, NULL);
+	if (svc->crl_timer.data != NULL)
+		uv_close((uv_handle_t *)&svc->crl_timer, NULL);
 	killswitch_shutdown(svc->ks);
 	audit_close(svc->audit); /* commits what was submitted and runs the callbacks */
 	svc->audit = NULL;
@@ -1562,7 +1654,8 @@ void issuance_service_free(struct issuance_service *svc)
 {
 	if (svc == NULL)
 		return;
-	while (svc->serial_reserving || killswitch_busy(svc->ks)) /* writes still on the pool */
+	while (svc->serial_reserving || svc->crl_busy ||
+	       killswitch_busy(svc->ks)) /* work still on the pool */
 		uv_run(svc->loop, UV_RUN_ONCE);
 	if (svc->audit != NULL)
 		audit_close(svc->audit);

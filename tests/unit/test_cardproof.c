@@ -424,6 +424,89 @@ static void a_cached_card_still_has_every_signature_checked(void **state)
 	    CARDPROOF_BAD_SIGNATURE);
 }
 
+/* Writes a CRL by issuer (signed with key) revoking the given serials (hex), to a temp file. */
+static void write_crl(char *path, size_t size, X509 *issuer, EVP_PKEY *key,
+		      const char *const *serials)
+{
+	X509_CRL *crl = X509_CRL_new();
+	assert_non_null(crl);
+	assert_int_equal(X509_CRL_set_version(crl, X509_CRL_VERSION_2), 1);
+	assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)), 1);
+	ASN1_TIME *t = ASN1_TIME_set(NULL, NOW - 3600);
+	ASN1_TIME *next = ASN1_TIME_set(NULL, NOW + 86400);
+	X509_CRL_set1_lastUpdate(crl, t);
+	X509_CRL_set1_nextUpdate(crl, next);
+	for (size_t i = 0; serials[i] != NULL; i++) {
+		X509_REVOKED *r = X509_REVOKED_new();
+		BIGNUM *bn = NULL;
+		assert_true(BN_hex2bn(&bn, serials[i]) > 0);
+		ASN1_INTEGER *ai = BN_to_ASN1_INTEGER(bn, NULL);
+		X509_REVOKED_set_serialNumber(r, ai);
+		X509_REVOKED_set_revocationDate(r, t);
+		assert_int_equal(X509_CRL_add0_revoked(crl, r), 1);
+		ASN1_INTEGER_free(ai);
+		BN_free(bn);
+	}
+	X509_CRL_sort(crl);
+	assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+	const char *dir = getenv("TMPDIR");
+	snprintf(path, size, "%s/test_cardproof_crl_XXXXXX", dir && dir[0] ? dir : "/tmp");
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	FILE *f = fdopen(fd, "w");
+	assert_non_null(f);
+	assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+	fclose(f);
+	ASN1_TIME_free(t);
+	ASN1_TIME_free(next);
+	X509_CRL_free(crl);
+}
+
+static void a_revoked_card_is_refused_also_when_cached_and_a_bad_crl_changes_nothing(void **state)
+{
+	(void)state;
+	struct cardproof_ctx *c;
+	char err[256], good[256], foreign[256], none[256];
+	assert_int_equal(cardproof_ctx_new(ca_path, &c, err, sizeof err), CARDPROOF_OK);
+	struct cardproof_result res;
+	/* Seen and cached before any CRL. */
+	assert_int_equal(verify_with(c, &ec_card, ec_card.key, body, sizeof body - 1, NOW, &res),
+			 CARDPROOF_OK);
+	const char *const revoked[] = {"0F00D", "77", NULL};
+	write_crl(good, sizeof good, ca_cert, ca_key, revoked);
+	size_t n = 0, listed = 0;
+	assert_int_equal(cardproof_load_crl(c, good, &n, &listed, err, sizeof err), CARDPROOF_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(listed, 2);
+	assert_int_equal(verify_with(c, &ec_card, ec_card.key, body, sizeof body - 1, NOW, &res),
+			 CARDPROOF_REVOKED);
+	assert_int_equal(verify_with(c, &rsa_card, rsa_card.key, body, sizeof body - 1, NOW, &res),
+			 CARDPROOF_OK);
+	/* A CRL signed by a CA nobody configured, or a file without a CRL, is refused and the
+	 * CRL in force stays: the card remains revoked. */
+	write_crl(foreign, sizeof foreign, ca_cert, other_ca_key, revoked);
+	assert_int_equal(cardproof_load_crl(c, foreign, NULL, NULL, err, sizeof err),
+			 CARDPROOF_ERROR);
+	assert_non_null(strstr(err, "not signed by a card_proof.ca certificate"));
+	assert_int_equal(cardproof_load_crl(c, ca_path, NULL, NULL, err, sizeof err),
+			 CARDPROOF_ERROR);
+	assert_non_null(strstr(err, "no PEM X509 CRL"));
+	assert_int_equal(verify_with(c, &ec_card, ec_card.key, body, sizeof body - 1, NOW, &res),
+			 CARDPROOF_REVOKED);
+	/* A new CRL without the card lifts it. */
+	const char *const nothing[] = {"77", NULL};
+	write_crl(none, sizeof none, ca_cert, ca_key, nothing);
+	assert_int_equal(cardproof_load_crl(c, none, &n, &listed, err, sizeof err), CARDPROOF_OK);
+	assert_int_equal(listed, 1);
+	assert_int_equal(verify_with(c, &ec_card, ec_card.key, body, sizeof body - 1, NOW, &res),
+			 CARDPROOF_OK);
+	assert_string_equal(cardproof_status_name(CARDPROOF_REVOKED), "revoked");
+	unlink(good);
+	unlink(foreign);
+	unlink(none);
+	cardproof_ctx_free(c);
+}
+
 static void missing_headers_fail_as_missing(void **state)
 {
 	(void)state;
@@ -638,6 +721,8 @@ int main(void)
 	    cmocka_unit_test(a_ca_certificate_is_not_a_card),
 	    cmocka_unit_test(an_expired_card_fails_but_passes_inside_its_validity),
 	    cmocka_unit_test(a_cached_card_still_has_every_signature_checked),
+	    cmocka_unit_test(
+		a_revoked_card_is_refused_also_when_cached_and_a_bad_crl_changes_nothing),
 	    cmocka_unit_test(missing_headers_fail_as_missing),
 	    cmocka_unit_test(garbage_base64_or_der_fails_as_malformed),
 	    cmocka_unit_test(unsupported_keys_fail_as_unsupported),
