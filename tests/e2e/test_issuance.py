@@ -1205,7 +1205,8 @@ def group_disk(tap, city, sims):
     if p.returncode != 0:
         for what in ("a full disk: 503 AUDIT_UNAVAILABLE without a document",
                      "space freed: a 201 again, the audit chain verifies",
-                     "a read-only data_dir: 503 AUDIT_UNAVAILABLE without a document"):
+                     "a read-only data_dir: 503 AUDIT_UNAVAILABLE without a document",
+                     "the data_dir writable again: a 201 again"):
             tap.skip(what, "cannot mount a tmpfs: %s" % p.stderr.strip())
         os.rmdir(mnt)
         return
@@ -1286,6 +1287,24 @@ def group_disk(tap, city, sims):
             problem(resp, 503, "AUDIT_UNAVAILABLE", sent["request_id"])
         tap.check("a read-only data_dir: an issuance answers 503 AUDIT_UNAVAILABLE without a "
                   "document (or the daemon refuses to start on it)", read_only)
+
+        def writable_again():
+            p = subprocess.run(["mount", "-o", "remount,rw", mnt], capture_output=True,
+                               text=True, timeout=30)
+            expect(p.returncode == 0, "remount,rw failed: %s" % p.stderr)
+            if not d.running():
+                client.close()
+                d.exit_code = None
+                d._log_file.close()
+                d.start()
+            body, sent = request_body("residence", raw=True)
+            issued_ok(d, keys, card, sent, client.issue(card, body), r)
+            if ctl_has_audit():
+                p = audit_verify(os.path.join(data, "audit.sqlite"), city.document_pub)
+                expect(p.returncode == 0, "audit verify: exit %d: %s %s"
+                       % (p.returncode, p.stdout, p.stderr))
+        tap.check("the data_dir writable again: the next issuance is a 201 (after a start if "
+                  "the daemon had stopped) and the audit chain verifies", writable_again)
         client.close()
     finally:
         if d is not None:
@@ -1441,7 +1460,7 @@ def group_load(tap, city, sims):
         return
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
-    plugins = {"registry": {"max_in_flight": 1024}, "vendor": {"max_in_flight": 1024,
+    plugins = {"registry": {"max_in_flight": 512}, "vendor": {"max_in_flight": 512,
                                                               "config": {"pool_size": 8}}}
     d = start_daemon(city, config(city, sim, plugins=plugins))
     result = {}
