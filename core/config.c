@@ -337,6 +337,7 @@ static const struct field issuance_fields[] = {
      .kind = KIND_STRING,
      .flags = FIELD_REQUIRED,
      AT(struct config_issuance, municipality_name)},
+    {.name = "node", .kind = KIND_STRING, AT(struct config_issuance, node)},
     {.name = "mayor_name", .kind = KIND_STRING, AT(struct config_issuance, mayor_name)},
     {.name = "mayor_seal", .kind = KIND_FILE, AT(struct config_issuance, mayor_seal)},
     {.name = "seal_impressions", .kind = KIND_PATH, AT(struct config_issuance, seal_impressions)},
@@ -1186,6 +1187,7 @@ static void config_issuance_free(struct config_issuance *is)
 {
 	config_list_free(&is->municipalities);
 	free(is->municipality_name);
+	free(is->node);
 	free(is->mayor_name);
 	free(is->mayor_seal);
 	free(is->seal_impressions);
@@ -1378,6 +1380,14 @@ static int config_check_issuance(struct loader *ld, struct config *cfg)
 	if (is->municipalities.count == 0)
 		return config_fail(ld->err, ld->file,
 				   "issuance.municipalities: name at least one municipality code");
+	if (is->node != NULL &&
+	    (strlen(is->node) > CONFIG_NODE_MAX ||
+	     strspn(is->node, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(is->node)))
+		return config_fail(
+		    ld->err, ld->file,
+		    "issuance.node: '%.*s' must be 1 to %d of a-z and 0-9 (it is part "
+		    "of every issuance id)",
+		    config_shown(is->node), is->node, CONFIG_NODE_MAX);
 	hours_table_init_defaults(&is->hours);
 	for (size_t t = 0; t < RECORD_CERTIFICATE_TYPE_COUNT; t++) {
 		const struct config_certificate *c = &is->certificates[t];

@@ -129,6 +129,7 @@ struct config_certificate {
 	uint64_t max_age_ms;	   /* a record's as_of may be at most this old */
 };
 #define CONFIG_FEE_DEFAULT UINT32_MAX
+#define CONFIG_NODE_MAX	   8 /* characters of issuance.node */
 
 /* The issuance endpoint (DESIGN §3, §4, §8); absent: the store listener serves no issuances. */
 struct config_issuance {
@@ -136,11 +137,12 @@ struct config_issuance {
 	struct config_mark mark;
 	struct config_list municipalities; /* six-digit codes served */
 	char *municipality_name;	   /* printed on documents */
-	char *mayor_name;		   /* NULL: "{municipality_name}長" */
-	char *mayor_seal;		   /* PNG; NULL: a marked placeholder */
-	char *seal_impressions;		   /* directory of seal impression PNGs, or NULL */
-	char *document_key; /* Ed25519 PEM: page codes, bindings, audit checkpoints */
-	char *subject_key;  /* HMAC key of subject digests; NULL: data_dir/subject.key */
+	char *node;	  /* this appliance among the city's: in issuance ids; NULL: the only one */
+	char *mayor_name; /* NULL: "{municipality_name}長" */
+	char *mayor_seal; /* PNG; NULL: a marked placeholder */
+	char *seal_impressions; /* directory of seal impression PNGs, or NULL */
+	char *document_key;	/* Ed25519 PEM: page codes, bindings, audit checkpoints */
+	char *subject_key;	/* HMAC key of subject digests; NULL: data_dir/subject.key */
 	struct {
 		char *ca;		  /* PEM bundle the cards chain to */
 		char *crl;		  /* PEM CRLs of those CAs, or NULL: no revocation check */

@@ -168,7 +168,8 @@ struct issuance {
 
 	/* Steps 7-11. */
 	struct plugin_instance *plugin;
-	const char *plugin_name, *plugin_version;
+	const char *plugin_name, *plugin_version; /* the instance, and its plugin's version */
+	const char *plugin_vendor_name;		  /* the plugin as shipped (DESIGN §4 201) */
 	bool routed; /* past step 7: every conclusion is an audit row */
 	char resident_code[LINKAGE_CODE_MAX + 1];
 	char subject_digest[HEX_SHA256 + 1];
@@ -760,6 +761,7 @@ static void proof_done(struct issuance *is)
 	const struct mdg_plugin_descriptor *desc = plugin_instance_descriptor(is->plugin);
 	is->plugin_name = is->cert->plugin;
 	is->plugin_version = desc->version;
+	is->plugin_vendor_name = desc->name;
 	is->routed = true;
 	struct gate_verdict v;
 	if (gate_check_at(killswitch_gate(svc->ks), svc->route_index[is->req.certificate],
@@ -849,9 +851,10 @@ static int make_issuance_id(struct issuance *is)
 	time_t jst = is->issued_at + 9 * 3600;
 	struct tm tm;
 	gmtime_r(&jst, &tm);
-	snprintf(is->issuance_id, sizeof is->issuance_id, "%s-%04d%02d%02d-%06llu",
-		 is->req.municipality, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-		 (unsigned long long)svc->next_serial++);
+	const char *node = svc->conf->node;
+	snprintf(is->issuance_id, sizeof is->issuance_id, "%s-%s%s%04d%02d%02d-%06llu",
+		 is->req.municipality, node ? node : "", node ? "-" : "", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, (unsigned long long)svc->next_serial++);
 	return 0;
 }
 
@@ -994,7 +997,7 @@ static void render_work(uv_work_t *w)
 	    "issuance_id", is->issuance_id, "request_id", is->req.request_id, "municipality",
 	    is->req.municipality, "certificate", is->req.certificate_name, "issued_at", issued,
 	    "subject", "card_serial", is->card_serial, "digest", is->subject_digest, "plugin",
-	    "name", is->plugin_name, "version", is->plugin_version, "fee",
+	    "name", is->plugin_vendor_name, "version", is->plugin_version, "fee",
 	    (json_int_t)hours_fee(&conf->hours, is->req.certificate) * (json_int_t)is->req.copies,
 	    "pages", (int)is->doc.pages, "document", "media_type", "application/pdf", "sha256",
 	    is->doc_sha256, "data", "", "binding", "alg", "ed25519", "key_id",

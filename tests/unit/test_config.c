@@ -392,6 +392,17 @@ static void shipped_example_loads_with_file_checks_skipped(void **state)
 			  "  document_key: pki/document.key\n"                                     \
 			  "  card_proof: {ca: pki/card-ca.pem}\n"
 
+/* Loads yaml, which must fail with a message containing needle (checks without a position). */
+static void expect_failure(struct fixture *fx, const char *yaml, const char *needle)
+{
+	struct config *cfg = NULL;
+	struct config_error err;
+	assert_int_equal(load_text(fx, yaml, 0, &cfg, &err), -1);
+	assert_null(cfg);
+	if (strstr(err.msg, needle) == NULL)
+		fail_msg("expected \"%s\" in \"%s\"", needle, err.msg);
+}
+
 static void issuance_section_sets_routes_hours_and_fees(void **state)
 {
 	struct config *cfg = load_ok(
@@ -448,7 +459,16 @@ static void issuance_section_errors_name_the_place(void **state)
 					  "  max_pending: 300\n  render_queue: 40\n");
 	assert_int_equal(cfg->issuance.max_pending, 300);
 	assert_int_equal(cfg->issuance.render_queue, 40);
+	assert_null(cfg->issuance.node);
 	config_unref(cfg);
+	cfg = load_ok(*state, ISSUANCE_HEAD "  certificates:\n    residence: {plugin: registry}\n"
+					    "  node: b2\n");
+	assert_string_equal(cfg->issuance.node, "b2");
+	config_unref(cfg);
+	expect_failure(*state,
+		       ISSUANCE_HEAD "  certificates:\n    residence: {plugin: registry}\n"
+				     "  node: Hall-B\n",
+		       "issuance.node: 'Hall-B' must be 1 to 8 of a-z and 0-9");
 }
 
 static void ministry_section_reads_keys_threshold_and_feed(void **state)
@@ -474,17 +494,6 @@ static void ministry_section_reads_keys_threshold_and_feed(void **state)
 	assert_int_equal(cfg->ministry.poll_interval_ms, 5000);
 	assert_int_equal(cfg->ministry.feed_timeout_ms, 10000);
 	config_unref(cfg);
-}
-
-/* Loads yaml, which must fail with a message containing needle (checks without a position). */
-static void expect_failure(struct fixture *fx, const char *yaml, const char *needle)
-{
-	struct config *cfg = NULL;
-	struct config_error err;
-	assert_int_equal(load_text(fx, yaml, 0, &cfg, &err), -1);
-	assert_null(cfg);
-	if (strstr(err.msg, needle) == NULL)
-		fail_msg("expected \"%s\" in \"%s\"", needle, err.msg);
 }
 
 static void ministry_section_errors_are_refused(void **state)
