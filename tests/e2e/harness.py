@@ -747,8 +747,10 @@ class VendorSim:
     """madoguchi-vendor-sim (fujitsu-like's backend) on a registry file, with a control
     socket for its fault modes; .endpoint is host:port for the plugin's config."""
 
-    def __init__(self, registry, args=(), port=0):
+    def __init__(self, registry, args=(), port=0, stderr_path=None):
+        """stderr_path: append the simulator's stderr there (default: discarded)."""
         self.registry = registry
+        self.stderr_path = stderr_path
         self.control_path = os.path.join(tempfile.mkdtemp(prefix="mdg-sim-"), "control.sock")
         self.args = list(args)
         self.proc = None
@@ -757,11 +759,15 @@ class VendorSim:
     def start(self, port=0):
         if os.path.exists(self.control_path):
             os.unlink(self.control_path)
-        self.proc = subprocess.Popen(
-            [VENDOR_SIM, "--registry", self.registry, "--listen", "127.0.0.1:%d" % port,
-             "--control", self.control_path] + self.args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True)
+        err = open(self.stderr_path, "ab") if self.stderr_path else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(
+                [VENDOR_SIM, "--registry", self.registry, "--listen", "127.0.0.1:%d" % port,
+                 "--control", self.control_path] + self.args,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
+        finally:
+            if self.stderr_path:
+                err.close()
         line = self.proc.stdout.readline().strip()
         expect(line.startswith("listening 127.0.0.1:"), "vendor simulator said %r" % line)
         self.endpoint = line.split()[1]
