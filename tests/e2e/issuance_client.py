@@ -390,6 +390,32 @@ class DemoCity:
         """n carded residents for whom type t is issuable."""
         return self.pick(lambda r: r["issuable"][t], n)
 
+    def import_linkage(self, d):
+        """Loads the city's linkage table into daemon d (POST /v1/linkage)."""
+        with open(self.linkage, "rb") as f:
+            body = f.read()
+        with d.admin(timeout=60) as h:
+            r = h.request("POST", "/v1/linkage", {"Content-Type": "text/csv",
+                                                   "Connection": "close"}, body)
+        harness.expect(r.status == 200, "POST /v1/linkage: %d %r" % (r.status, r.body[:300]))
+
+    def start_daemon(self, cfg):
+        """A daemon on this city's PKI with config cfg, started, its linkage loaded."""
+        d = harness.Daemon(cfg, pki_dir=self.pki)
+        d.start()
+        self.import_linkage(d)
+        return d
+
+    def refused_start(self, cfg, timeout=10.0):
+        """Starts a daemon with cfg that must refuse to start; returns (exit code, log)."""
+        d = harness.Daemon(cfg, pki_dir=self.pki)
+        try:
+            d.start(wait=False)
+            code = d.wait_exit(timeout=timeout)
+            return code, d.log_text()
+        finally:
+            d.cleanup()
+
     def cleanup(self):
         if os.environ.get("MDG_KEEP_TMP") != "yes":
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -10,7 +10,6 @@ Environment: MDG_SRCDIR, MDG_BUILDDIR, MDG_SANITIZERS.
 import datetime
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -68,14 +67,7 @@ def main(tap):
     try:
         alice, bob = city.issuable("residence", 2)
         write_crl(crl, ca_pem, ca_key, ["77"])  # revokes nobody we hold
-        d = Daemon(config(city, crl), pki_dir=city.pki)
-        d.start()
-        with open(city.linkage, "rb") as f:
-            body = f.read()
-        with d.admin(timeout=60) as h:
-            r = h.request("POST", "/v1/linkage", {"Content-Type": "text/csv",
-                                                   "Connection": "close"}, body)
-        expect(r.status == 200, "linkage import: %d" % r.status)
+        d = city.start_daemon(config(city, crl))
         c = Client.for_daemon(d, timeout=15 * SLACK)
 
         def issue(who):
@@ -131,13 +123,7 @@ def main(tap):
         def bad_start():
             with open(crl, "w") as f:
                 f.write("garbage\n")
-            d2 = Daemon(config(city, crl), pki_dir=city.pki)
-            try:
-                d2.start(wait=False)
-                code = d2.wait_exit(timeout=10 * SLACK)
-                log = d2.log_text()
-            finally:
-                d2.cleanup()
+            code, log = city.refused_start(config(city, crl), timeout=10 * SLACK)
             expect(code not in (0, None), "exit %r" % code)
             expect("issuance.card_proof.crl" in log and "no PEM X509 CRL" in log,
                    "log: %s" % log[-500:])

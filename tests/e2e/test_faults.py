@@ -49,14 +49,7 @@ def config(city):
 
 def start(city, d=None):
     if d is None:
-        d = Daemon(config(city), pki_dir=city.pki)
-        d.start()
-        with open(city.linkage, "rb") as f:
-            body = f.read()
-        with d.admin(timeout=60) as h:
-            r = h.request("POST", "/v1/linkage", {"Content-Type": "text/csv",
-                                                   "Connection": "close"}, body)
-        expect(r.status == 200, "linkage import: %d" % r.status)
+        d = city.start_daemon(config(city))
     else:
         d.exit_code = None
         d._log_file.close()

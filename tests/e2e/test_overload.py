@@ -72,18 +72,6 @@ def config(city, sim=None, reg_in_flight=64, vendor_in_flight=8, listeners=None,
     return cfg
 
 
-def start(city, cfg):
-    d = Daemon(cfg, pki_dir=city.pki)
-    d.start()
-    with open(city.linkage, "rb") as f:
-        body = f.read()
-    with d.admin(timeout=60) as h:
-        r = h.request("POST", "/v1/linkage", {"Content-Type": "text/csv",
-                                               "Connection": "close"}, body)
-    expect(r.status == 200, "POST /v1/linkage: %d %r" % (r.status, r.body[:300]))
-    return d
-
-
 def kiosk(d, city, certificate, count=None, connections=8, rate=None, duration=None,
           timeout=60):
     argv = [KIOSK, "--url", "https://127.0.0.1:%d" % d.store_port, "--ca", d.store_ca,
@@ -145,13 +133,8 @@ def main(tap):
 def run_points(tap, city, sims):
     # -- 1. the config check
     def refuses_small_max_pending():
-        d = Daemon(config(city, reg_in_flight=64, max_pending=64), pki_dir=city.pki)
-        try:
-            d.start(wait=False)
-            code = d.wait_exit(timeout=10 * SLACK)
-            log = d.log_text()
-        finally:
-            d.cleanup()
+        code, log = city.refused_start(config(city, reg_in_flight=64, max_pending=64),
+                                       timeout=10 * SLACK)
         expect(code not in (0, None), "daemon exit %r" % code)
         expect("issuance.max_pending (64) must exceed the max_in_flight of the routed "
                "plugins together (64)" in log, "log: %s" % log[-600:])
@@ -159,7 +142,7 @@ def run_points(tap, city, sims):
               "start, naming both numbers", refuses_small_max_pending)
 
     # -- 2. admission and render queues under a burst
-    d = start(city, config(city, reg_in_flight=8, max_pending=12, render_queue=2))
+    d = city.start_daemon(config(city, reg_in_flight=8, max_pending=12, render_queue=2))
     seen_retry = []
     burst_done = threading.Event()
 
@@ -239,7 +222,7 @@ def run_points(tap, city, sims):
     sim = harness.VendorSim(city.registry, ["--mode", "slow", "--latency-ms",
                                             str(VENDOR_LATENCY_MS)])
     sims.append(sim)
-    d = start(city, config(city, sim, reg_in_flight=64, vendor_in_flight=4))
+    d = city.start_daemon(config(city, sim, reg_in_flight=64, vendor_in_flight=4))
 
     def slow_vendor():
         stop = threading.Event()
@@ -303,7 +286,7 @@ def run_points(tap, city, sims):
 
     # -- 4. bounded memory: more issuances at once than max_pending admits
     conns = FLOOD_CONNECTIONS
-    d = start(city, config(city, reg_in_flight=64, max_pending=FLOOD_PENDING,
+    d = city.start_daemon(config(city, reg_in_flight=64, max_pending=FLOOD_PENDING,
                            listeners={"store": {"limits": {"max_connections": conns + 64}}}))
 
     def flood():

@@ -78,19 +78,11 @@ def config(city, sim=None, certificates=None, issuance=None, plugins=None, minis
 
 
 def import_linkage(d, city):
-    with open(city.linkage, "rb") as f:
-        body = f.read()
-    with d.admin(timeout=60) as h:
-        r = h.request("POST", "/v1/linkage", {"Content-Type": "text/csv",
-                                               "Connection": "close"}, body)
-    expect(r.status == 200, "POST /v1/linkage: %d %r" % (r.status, r.body[:300]))
+    city.import_linkage(d)
 
 
 def start_daemon(city, cfg):
-    d = Daemon(cfg, pki_dir=city.pki)
-    d.start()
-    import_linkage(d, city)
-    return d
+    return city.start_daemon(cfg)
 
 
 def plugin_dir_with(*files):
