@@ -162,6 +162,10 @@ int main(int argc, char **argv)
 	server_free(&server);
 	uv_run(loop, UV_RUN_NOWAIT);
 	uv_loop_close(loop);
+	/* Joins the thread pool now, while OpenSSL is still initialised: its per-thread state
+	 * (the error queue of each worker) is freed when a thread exits, but not for threads
+	 * that outlive OpenSSL's own atexit cleanup, as libuv's destructor would let them. */
+	uv_library_shutdown();
 	/* The renderer's process-wide caches (faces, fontconfig), so leak checkers see none: the
 	 * thread pool is idle once the loop has ended. */
 	render_library_shutdown();

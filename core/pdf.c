@@ -404,6 +404,8 @@ static void pdf_wrap(struct pdf_doc *doc, const char *text, size_t len, size_t f
 	if (PDF_RESERVE(doc, doc->attrs, doc->attr_cap, (size_t)chars + 1) != 0 ||
 	    PDF_RESERVE(doc, doc->scratch.d, doc->scratch.cap, (len + 1) * sizeof(uint32_t)) != 0)
 		return;
+	/* Pango 1.50 leaves is_line_break of the first position unset for some texts. */
+	memset(doc->attrs, 0, ((size_t)chars + 1) * sizeof *doc->attrs);
 	pango_get_log_attrs(text, (int)len, -1, pango_language_from_string("ja"), doc->attrs,
 			    (int)chars + 1);
 	/* Character index of each byte offset where a character starts. */

@@ -200,9 +200,11 @@ class Daemon:
 
     _all = []
 
-    def __init__(self, config=None, pki=True, pki_dir=None):
+    def __init__(self, config=None, pki=True, pki_dir=None, wrapper=None):
         """pki: make a dev PKI in DIR/pki; pki_dir: use that existing PKI instead (linked as
-        DIR/pki, so several daemons of one test share its cards)."""
+        DIR/pki, so several daemons of one test share its cards); wrapper: a command the
+        daemon runs under, e.g. ["valgrind", "--log-file=…"] (every start, restarts too)."""
+        self.wrapper = list(wrapper or [])
         self.dir = tempfile.mkdtemp(prefix="mdg-e2e-")
         self.pki = os.path.join(self.dir, "pki")
         os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
@@ -255,7 +257,8 @@ class Daemon:
         self.log_path = self.path("stderr-%d.log" % n)
         self._logs_seen.append(self.log_path)
         self._log_file = open(self.log_path, "wb")
-        argv = [DAEMON] + (args if args is not None else ["--config", self.config_path])
+        argv = self.wrapper + [DAEMON] + (args if args is not None
+                                          else ["--config", self.config_path])
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                      stderr=self._log_file, cwd=self.dir, env=self.env())
         self.exit_code = None

@@ -68,6 +68,18 @@ def main(tap):
                 expect(r.status == 200 and r.body == b"ok\n", "answer %r" % r)
             tap.check("%s with the client certificate gets 200 on /healthz" % name, one)
 
+        def cbc_refused():
+            ctx = d.client_context(max_version=ssl.TLSVersion.TLSv1_2)
+            ctx.set_ciphers("ECDHE+AES+SHA256:ECDHE+AES+SHA384:ECDHE+AES+SHA1:-AESGCM")
+            try:
+                with d.store(ctx) as h:
+                    cipher = h.sock.cipher()
+            except (ssl.SSLError, ConnectionResetError):
+                return
+            raise AssertionError("handshake completed with %r" % (cipher,))
+        tap.check("TLS 1.2 offering only CBC suites fails the handshake (AEAD suites only)",
+                  cbc_refused)
+
         # Python without a client certificate, TLS 1.2 (refused in the handshake itself).
         def no_cert_py():
             ctx = d.client_context(client_cert=False, max_version=ssl.TLSVersion.TLSv1_2)
