@@ -202,6 +202,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 	struct http_request *r = &s->req;
 	if (s->phase == HTTP_PHASE_BODY)
 		return trailer_discard(s, HTTP_TOKEN_VALUE, len);
+	/* libhttp-parser lets NUL through in values; RFC 9110 §5.5 says reject (or replace). A
+	 * value is handed out as a C string, which a NUL would silently cut short. */
+	if (memchr(at, '\0', len) != NULL)
+		return session_fail(s, 400, "a header value contains a NUL character");
 	if (s->last != HTTP_TOKEN_VALUE) {
 		if (area_terminate(s) != 0) /* ends the name */
 			return -1;
