@@ -86,7 +86,8 @@ struct cardproof_ctx {
 	struct cardproof_cache *cache; /* mutable behind a const ctx: its own lock */
 };
 
-static int cardproof_fail(char *err, size_t err_size, int status, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int cardproof_fail(char *err, size_t err_size,
+								int status, const char *fmt, ...)
 {
 	if (err != NULL && err_size > 0) {
 		va_list ap;

@@ -34,7 +34,8 @@ static const unsigned hours_default_fee[RECORD_CERTIFICATE_TYPE_COUNT] = {
 };
 
 /* Fills err (when given) and returns -1.  String arguments may be NULL ("(none)"). */
-static int hours_fail(char *err, size_t err_size, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int hours_fail(char *err, size_t err_size,
+							    const char *fmt, ...)
 {
 	if (err != NULL && err_size > 0) {
 		va_list ap;

@@ -153,6 +153,22 @@ static int on_url(http_parser *p, const char *at, size_t len)
 }
 
 /*
+ * Trailer fields (after a chunked body) come through the header callbacks once the headers
+ * are complete.  No route uses them, so they are discarded; they still count against the
+ * header limit, which bounds how long a client may keep sending them.
+ */
+static int trailer_discard(struct http_session *s, int kind, size_t len)
+{
+	if (kind == HTTP_TOKEN_NAME && s->last != HTTP_TOKEN_NAME)
+		s->header_bytes += HTTP_HEADER_LINE_OVERHEAD; /* once per line, however split */
+	s->last = kind;
+	s->header_bytes += len;
+	if (s->header_bytes > s->limits->max_header_bytes)
+		return session_fail(s, 431, "the request line and headers exceed the limit");
+	return 0;
+}
+
+/*
  * Header callbacks arrive as pieces: a name or value split across reads comes in several
  * calls of the same kind.  s->last says which kind came last, so a change of kind ends the
  * token before it.
@@ -161,6 +177,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 {
 	struct http_session *s = session_of(p);
 	struct http_request *r = &s->req;
+	if (s->phase == HTTP_PHASE_BODY)
+		return trailer_discard(s, HTTP_TOKEN_NAME, len);
 	if (s->last != HTTP_TOKEN_NAME) {
 		if (area_terminate(s) != 0) /* ends the target or the previous value */
 			return -1;
@@ -182,6 +200,12 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 {
 	struct http_session *s = session_of(p);
 	struct http_request *r = &s->req;
+	if (s->phase == HTTP_PHASE_BODY)
+		return trailer_discard(s, HTTP_TOKEN_VALUE, len);
+	/* libhttp-parser lets NUL through in values; RFC 9110 §5.5 says reject (or replace). A
+	 * value is handed out as a C string, which a NUL would silently cut short. */
+	if (memchr(at, '\0', len) != NULL)
+		return session_fail(s, 400, "a header value contains a NUL character");
 	if (s->last != HTTP_TOKEN_VALUE) {
 		if (area_terminate(s) != 0) /* ends the name */
 			return -1;

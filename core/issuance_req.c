@@ -27,8 +27,8 @@ static const char *const req_terminal_keys[] = {"operator", "store", "kiosk", NU
 static const char *const req_subject_keys[] = {"card_serial", NULL};
 
 /* Fills err (when given) and returns status.  field is a path this file built, never input. */
-static int req_fail(struct issuance_req_error *err, int status, const char *field, const char *fmt,
-		    ...)
+__attribute__((format(printf, 4, 5))) static int
+req_fail(struct issuance_req_error *err, int status, const char *field, const char *fmt, ...)
 {
 	if (err != NULL) {
 		snprintf(err->field, sizeof err->field, "%s", field ? field : "");

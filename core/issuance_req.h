@@ -76,7 +76,8 @@ struct issuance_req_error {
 /*
  * Parses body (len bytes, need not be NUL-terminated) into *out.  flags is 0 or
  * ISSUANCE_REQ_ALLOW_SUBJECT.  Returns ISSUANCE_REQ_OK with *out filled, or a negative
- * status with *err filled (err may be NULL) and *out zeroed.
+ * status with *err filled (err may be NULL) and *out zeroed, except certificate, which is -1
+ * (no type).
  */
 int issuance_req_parse(const char *body, size_t len, unsigned flags, struct issuance_req *out,
 		       struct issuance_req_error *err);

@@ -604,6 +604,8 @@ struct rawbuf {
 
 static int rawbuf_add(struct rawbuf *b, const char *p, size_t n)
 {
+	if (n == 0) /* an empty value: b->p may still be NULL, and NULL + 0 is undefined */
+		return 0;
 	if (b->len + n > b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 256;
 		while (cap < b->len + n)

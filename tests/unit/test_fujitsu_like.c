@@ -221,6 +221,31 @@ static void every_kind_of_malformed_frame_is_rejected(void **state)
 	free(good);
 }
 
+/* The first value of a record empty: the decoder once did arithmetic on its still-NULL
+ * buffer (undefined; found by tests/fuzz/fuzz_vendor_frames). */
+static void an_empty_first_value_decodes_as_empty(void **state)
+{
+	(void)state;
+	struct wire_writer w;
+	char *frame, err[128];
+	size_t len;
+	struct wire_record *rec = NULL;
+	assert_int_equal(wire_writer_init(&w), WIRE_OK);
+	assert_int_equal(wire_writer_head(&w, WIRE_RESULT_OK, "seal", "1", 1, "active", 0),
+			 WIRE_OK);
+	assert_int_equal(wire_writer_field(&w, "seal_image", ""), WIRE_OK);
+	assert_int_equal(wire_writer_field(&w, "registered_name", "山田 太郎"), WIRE_OK);
+	assert_int_equal(wire_writer_finish(&w, 1, &frame, &len), WIRE_OK);
+	assert_int_equal(wire_response_decode(frame + WIRE_HEADER_SIZE, len - WIRE_HEADER_SIZE,
+					      &rec, err, sizeof err),
+			 WIRE_OK);
+	assert_int_equal(rec->field_count, 2);
+	assert_string_equal(rec->fields[0].value, "");
+	assert_string_equal(rec->fields[1].value, "山田 太郎");
+	wire_record_free(rec);
+	free(frame);
+}
+
 static void random_damage_never_crashes_the_decoder(void **state)
 {
 	(void)state;
@@ -796,6 +821,7 @@ int main(void)
 	    cmocka_unit_test(a_record_survives_the_round_trip_with_kanji_and_long_values),
 	    cmocka_unit_test(a_request_survives_the_round_trip),
 	    cmocka_unit_test(every_kind_of_malformed_frame_is_rejected),
+	    cmocka_unit_test(an_empty_first_value_decodes_as_empty),
 	    cmocka_unit_test(random_damage_never_crashes_the_decoder),
 	    cmocka_unit_test(both_backends_return_identical_records),
 	    cmocka_unit_test(swap_mode_returns_records_of_other_residents),

@@ -73,7 +73,7 @@ struct sim {
 
 static struct sim S;
 
-static void logf_(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void logf_(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
