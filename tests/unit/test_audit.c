@@ -194,7 +194,7 @@ static void make_db(char *path, size_t size, int n, uint32_t every)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-static void sql(const char *path, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void sql(const char *path, const char *fmt, ...)
 {
 	char text[1024];
 	va_list ap;
