@@ -1194,6 +1194,7 @@ static void config_issuance_free(struct config_issuance *is)
 	free(is->document_key);
 	free(is->subject_key);
 	free(is->card_proof.ca);
+	free(is->card_proof.crl);
 	for (size_t i = 0; i < RECORD_CERTIFICATE_TYPE_COUNT; i++) {
 		struct config_certificate *c = &is->certificates[i];
 		free(c->plugin);

@@ -1460,9 +1460,14 @@ def group_load(tap, city, sims):
         return
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
-    plugins = {"registry": {"max_in_flight": 512}, "vendor": {"max_in_flight": 512,
-                                                              "config": {"pool_size": 8}}}
-    d = start_daemon(city, config(city, sim, plugins=plugins))
+    # The fetch timeouts scale with the build: 256 connections on 2 cores under ASan queue
+    # for seconds, and a timeout here would be the machine's, not the appliance's.
+    timeout = "%ds" % int(2 * SLACK * SLACK)
+    plugins = {"registry": {"max_in_flight": 512, "timeout": timeout},
+               "vendor": {"max_in_flight": 512, "timeout": timeout,
+                          "config": {"pool_size": 8}}}
+    d = start_daemon(city, config(city, sim, plugins=plugins,
+                                  issuance={"deadline": "%ds" % int(10 * SLACK)}))
     result = {}
 
     def load():
