@@ -143,10 +143,15 @@ static void conn_request_id(char id[33])
 
 static void conn_timer_cb(uv_timer_t *t);
 
-/* Arms the connection's timer for a phase, unless it already runs for that phase. */
+/*
+ * Arms the connection's timer for a phase, unless it already runs for that phase; the idle
+ * timer always starts again, since idle time counts from the last answer (a request that
+ * arrives in one read never changes the phase, so "already running" would mean "running since
+ * the first answer" and cut a busy connection off).
+ */
 static void conn_timer_set(struct conn *c, enum conn_timer_phase phase)
 {
-	if (c->closing || c->timer_phase == phase)
+	if (c->closing || (c->timer_phase == phase && phase != CONN_TIMER_IDLE))
 		return;
 	c->timer_phase = phase;
 	const struct config_limits *lim = &c->listener->limits;
@@ -748,9 +753,11 @@ static void conn_timer_cb(uv_timer_t *t)
 	struct conn *c = t->data;
 	enum conn_timer_phase phase = c->timer_phase;
 	c->timer_phase = CONN_TIMER_NONE;
-	/* The header timer is left running while a request is answered (one timer operation
-	 * less per request); once the request is in, receiving timeouts no longer apply. */
-	if (c->busy && (phase == CONN_TIMER_HEADER || phase == CONN_TIMER_BODY))
+	/* The header or idle timer is left running while a request is answered (one timer
+	 * operation less per request); once the request is in, neither applies: the answer's
+	 * own deadline bounds it. */
+	if (c->busy &&
+	    (phase == CONN_TIMER_HEADER || phase == CONN_TIMER_BODY || phase == CONN_TIMER_IDLE))
 		return;
 	if (phase == CONN_TIMER_LINGER || phase == CONN_TIMER_IDLE || phase == CONN_TIMER_SEND) {
 		conn_close(c);

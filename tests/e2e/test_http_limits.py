@@ -142,6 +142,26 @@ def run_limits(tap, d):
             expect(not extra, "unexpected bytes on the idle connection: %r" % extra[:200])
     tap.check("an idle keep-alive connection is closed after idle_timeout", idle)
 
+    def idle_counts_from_the_last_answer():
+        # Each request arrives in one read and its answer is written at once: the idle timer
+        # must still start again after every answer, not run from the first one.
+        with d.store() as h:
+            for i in range(4):
+                if i:
+                    time.sleep(0.8)
+                try:
+                    r = h.request("GET", "/healthz")
+                except Exception as e:  # noqa: BLE001  (a close is the failure)
+                    raise AssertionError("request %d (%.1f s after the first answer): %s"
+                                         % (i + 1, 0.8 * i, e))
+                expect(r.status == 200 and not r.closes(), "request %d: %r" % (i + 1, r))
+            secs, _ = expect_closed(h, 5, "keep-alive connection after its last answer")
+            expect(1.5 <= secs <= 3.5, "closed %.2fs after the last answer, want about 2s"
+                   % secs)
+    tap.check("a keep-alive connection in use (a request every 0.8 s for 2.4 s, idle_timeout "
+              "2 s) is not closed; idle time counts from the last answer",
+              idle_counts_from_the_last_answer)
+
     def max_requests():
         with d.store() as h:
             for i in range(1, 6):
