@@ -42,37 +42,14 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+# shellcheck source=tests/bench/appliance.sh
+. "$top/tests/bench/appliance.sh"
 
 echo "soak: preparing a demo appliance in $tmp"
-"$top/scripts/demo-city" --out "$tmp" --residents 3000 >/dev/null
-"$top/scripts/dev-pki" --cards "$tmp/demo/linkage.csv" --card-count 300 "$tmp/pki" >/dev/null
+appliance_prepare "$tmp" 300
 # dev-pki made cards for the first 300 linkage rows: leave the last 30 of them unlinked.
 { head -1 "$tmp/demo/linkage.csv"; sed -n '2,271p' "$tmp/demo/linkage.csv"; } >"$tmp/linkage-part.csv"
-mkdir -p "$tmp/data"
-cat >"$tmp/madoguchi.yaml" <<YAML
-data_dir: $tmp/data
-listeners:
-  store:
-    address: 127.0.0.1
-    port: 0
-    tls: {certificate: $tmp/pki/server.pem, key: $tmp/pki/server.key, client_ca: $tmp/pki/store-ca.pem}
-    limits: {max_connections: 4096}
-  admin: {unix: $tmp/admin.sock}
-  metrics: {address: 127.0.0.1, port: 0}
-log: {level: info, access: false}
-plugin_dir: $build/plugins/.libs
-plugins:
-  registry:
-    file: sqlite-registry.so
-    max_in_flight: 1024
-    config: {database: $tmp/registry.sqlite}
-issuance:
-  municipalities: ["141003"]
-  municipality_name: 横浜市中区
-  document_key: $tmp/pki/document.key
-  card_proof: {ca: $tmp/pki/card-ca.pem}
-  audit: {queue_limit: 65536}
-  certificates:
+appliance_config "$tmp" "$build" <<'YAML'
     residence: {plugin: registry, always_open: true}
     residence-record: {plugin: registry, always_open: true}
     seal: {plugin: registry, always_open: true}
@@ -80,16 +57,7 @@ issuance:
     koseki-full: {plugin: registry, always_open: true}
     koseki-individual: {plugin: registry, always_open: true}
 YAML
-"$build/core/madoguchid" --config "$tmp/madoguchi.yaml" 2>"$tmp/daemon.log" &
-daemon=$!
-for _ in $(seq 100); do
-    grep -q '"event":"started"' "$tmp/daemon.log" 2>/dev/null && break
-    kill -0 "$daemon" 2>/dev/null || { cat "$tmp/daemon.log" >&2; exit 1; }
-    sleep 0.1
-done
-port() { grep "\"listener\":\"$1\"" "$tmp/daemon.log" | grep -o '"port":[0-9]*' | head -1 | cut -d: -f2; }
-store=$(port store)
-metrics=$(port metrics)
+appliance_start "$tmp" "$build"
 "$build/ctl/madoguchictl" --socket "$tmp/admin.sock" linkage import "$tmp/linkage-part.csv"
 
 sim=("$build/tools/kiosk-sim/madoguchi-kiosk-sim" --url "https://127.0.0.1:$store"
