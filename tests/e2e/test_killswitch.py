@@ -127,14 +127,6 @@ def config(city, sim=None, ministry=None, access=True):
     return cfg
 
 
-def import_linkage(d, city):
-    city.import_linkage(d)
-
-
-def start_daemon(city, cfg):
-    return city.start_daemon(cfg)
-
-
 # --------------------------------------------------------------------------- ministry lists
 
 class Ministry:
@@ -421,7 +413,7 @@ def main(tap):
 def group_main(tap, city, ministry, sims):
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
-    d = start_daemon(city, config(city, sim, {"keys": [ministry.pub("dev")], "threshold": 1}))
+    d = city.start_daemon(config(city, sim, {"keys": [ministry.pub("dev")], "threshold": 1}))
     store = Store(d, city)
     point = harness.Guard(tap, d, [store]).check
     seq = [100]  # the next list sequence for this daemon
@@ -1282,7 +1274,7 @@ def parallel(d, jobs, connections, timeout=None):
 # ------------------------------------------------------------ group: threshold 2, two keys
 
 def group_threshold(tap, city, ministry, sims):
-    d = start_daemon(city, config(city, None, {"keys": [ministry.pub("dev"),
+    d = city.start_daemon(config(city, None, {"keys": [ministry.pub("dev"),
                                                         ministry.pub("second")],
                                                "threshold": 2}))
     store = Store(d, city)
@@ -1471,7 +1463,7 @@ def group_feed(tap, city, ministry, sims):
     feed.start()
     d = None
     try:
-        d = start_daemon(city, config(city, None, {
+        d = city.start_daemon(config(city, None, {
             "keys": [ministry.pub("dev")], "threshold": 1,
             "feed_url": "https://127.0.0.1:%d/list" % feed.port,
             "feed_ca": "pki/store-ca.pem", "poll_interval": "%ds" % int(POLL_S),

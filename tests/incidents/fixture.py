@@ -77,14 +77,6 @@ def config(city, sim=None, certificates=None, issuance=None, plugins=None, minis
     return cfg
 
 
-def import_linkage(d, city):
-    city.import_linkage(d)
-
-
-def start_daemon(city, cfg):
-    return city.start_daemon(cfg)
-
-
 def plugin_dir_with(*files):
     """A private plugin_dir holding copies of the named .so files (from the shipped plugins or
     the test plugins), so one daemon can load both kinds.  The caller removes it."""

@@ -42,7 +42,7 @@ def scenario_i1(tap, city, sims):
     sim = harness.VendorSim(city.registry, ["--mode", "slow", "--latency-ms",
                                             "%d..%d" % (300 * SLACK, 1500 * SLACK)])
     sims.append(sim)
-    d = fx.start_daemon(city, fx.config(city, sim, issuance={"deadline": "%dms" % deadline_ms},
+    d = city.start_daemon(fx.config(city, sim, issuance={"deadline": "%dms" % deadline_ms},
                                         timeout="%ds" % int(5 * SLACK)))
     keys = ic.Client.for_daemon(d).keys()
     people = fx.distinct_people(city, "residence", 36)
@@ -128,7 +128,7 @@ def scenario_i2(tap, city, sims):
     the fault suspends that plugin (source auto) and only that plugin."""
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
-    d = fx.start_daemon(city, fx.config(city, sim, certificates=fx.routes(
+    d = city.start_daemon(fx.config(city, sim, certificates=fx.routes(
         "vendor", tax_income="registry", residence_record="registry")))
     keys = ic.Client.for_daemon(d).keys()
     people = fx.distinct_people(city, "koseki-full", 20)
@@ -217,7 +217,7 @@ def scenario_i3(tap, city, sims):
     served) raises the resident's high-water mark: its record is refused DATA_NOT_CURRENT."""
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
-    d = fx.start_daemon(city, fx.config(city, sim))
+    d = city.start_daemon(fx.config(city, sim))
     changed = [r for r in city.carded if r["stale"] and r["stale"]["kind"] == "status"][:4]
 
     def stale_status():
@@ -250,7 +250,7 @@ def scenario_i3(tap, city, sims):
             "registry", residence="notifier"), plugins={
                 "notifier": {"file": "mock.so", "timeout": "2s", "max_in_flight": 16,
                              "config": {"mode": "notify"}}})
-        d2 = fx.start_daemon(city, cfg)
+        d2 = city.start_daemon(cfg)
 
         def fenced():
             r = city.issuable("residence")
@@ -284,7 +284,7 @@ def scenario_i4(tap, city, sims):
     the abolition is refused too (DATA_NOT_CURRENT)."""
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
-    d = fx.start_daemon(city, fx.config(city, sim))
+    d = city.start_daemon(fx.config(city, sim))
     c = ic.Client.for_daemon(d)
     sent_ids = []
 
@@ -350,7 +350,7 @@ def scenario_i5(tap, city, sims):
     current record the document prints the new address."""
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
-    d = fx.start_daemon(city, fx.config(city, sim))
+    d = city.start_daemon(fx.config(city, sim))
     c = ic.Client.for_daemon(d)
     keys = c.keys()
     moved = [r for r in city.carded if r["stale"] and r["stale"]["kind"] == "address"
@@ -414,7 +414,7 @@ def scenario_i6(tap, city, sims):
     nothing."""
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
-    d = fx.start_daemon(city, fx.config(city, sim))
+    d = city.start_daemon(fx.config(city, sim))
     keys = ic.Client.for_daemon(d).keys()
     sizes = collections.Counter(r["household_id"] for r in city.truth if r["status"] == "active")
     big = sorted((r for r in city.carded if r["issuable"]["residence"]
@@ -515,7 +515,7 @@ def scenario_i7(tap, city, sims):
     cannot lift it, a newer list lifts it."""
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
-    d = fx.start_daemon(city, fx.config(city, sim, certificates=fx.routes(
+    d = city.start_daemon(fx.config(city, sim, certificates=fx.routes(
         "vendor", residence="registry", seal="registry"), ministry=fx.ministry_config(city)))
     c = ic.Client.for_daemon(d)
     keys = c.keys()
@@ -597,8 +597,8 @@ def scenario_i8(tap, city, sims):
     sims += [sim_a, sim_b]
     mc = fx.ministry_config(city)
     # Each appliance has its node (issuance.node), as a city running several must configure.
-    a = fx.start_daemon(city, fx.config(city, sim_a, ministry=mc, issuance={"node": "a"}))
-    b = fx.start_daemon(city, fx.config(city, sim_b, ministry=mc, issuance={"node": "b"}))
+    a = city.start_daemon(fx.config(city, sim_a, ministry=mc, issuance={"node": "a"}))
+    b = city.start_daemon(fx.config(city, sim_b, ministry=mc, issuance={"node": "b"}))
     keys_a, keys_b = ic.Client.for_daemon(a).keys(), ic.Client.for_daemon(b).keys()
     tmp = tempfile.mkdtemp(prefix="mdg-incident-lists-")
     people = fx.distinct_people(city, "koseki-individual", 24)
@@ -678,7 +678,7 @@ def scenario_i9(tap, city, sims):
     sim = harness.VendorSim(city.registry)
     sims.append(sim)
     certs = fx.routes("vendor", residence="registry", seal="registry", tax_income="registry")
-    d = fx.start_daemon(city, fx.config(city, sim, certificates=certs,
+    d = city.start_daemon(fx.config(city, sim, certificates=certs,
                                         ministry=fx.ministry_config(city)))
     tmp = tempfile.mkdtemp(prefix="mdg-incident-lists-")
     client = ic.Client.for_daemon(d)

@@ -289,7 +289,7 @@ def main(tap):
         cfg = fx.config(city, sim, certificates=certs, ministry=fx.ministry_config(city),
                         timeout="%ds" % int(1 * SLACK))
         cfg["log"] = {"level": "debug", "access": True}
-        d = fx.start_daemon(city, cfg)
+        d = city.start_daemon(cfg)
         state = {}
 
         def scenario():
