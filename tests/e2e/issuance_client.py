@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -245,6 +246,49 @@ class Client:
         r = self.request("GET", "/v1/keys")
         harness.expect(r.status == 200, "GET /v1/keys answered %d" % r.status)
         return Keys(r.json())
+
+
+def send_together(d, jobs, connections=None, timeout=harness.IO_TIMEOUT):
+    """Sends jobs [(card, body)] to daemon d at the same instant; returns [Response or the
+    exception] in job order.  Every job is signed (card None: unsigned) and every connection
+    opened beforehand, then a barrier releases them together.  With `connections` None each
+    job has its own connection; otherwise that many keep-alive connections each take the next
+    job when they finish one."""
+    signed = [(body, card.headers(body) if card is not None else None) for card, body in jobs]
+    results = [RuntimeError("not sent")] * len(jobs)
+    n = len(jobs) if connections is None else min(connections, len(jobs))
+    gate = threading.Barrier(n)
+    lock = threading.Lock()
+    nxt = [0]
+
+    def worker():
+        c = Client.for_daemon(d, timeout=timeout)
+        try:
+            try:
+                c._connect()
+                gate.wait(timeout=30)
+            except (OSError, threading.BrokenBarrierError):
+                gate.abort()  # the others go on; this one connects again when it sends
+            while True:
+                with lock:
+                    i = nxt[0]
+                    nxt[0] += 1
+                if i >= len(jobs):
+                    return
+                try:
+                    results[i] = c.post(*signed[i])
+                except Exception as e:  # noqa: BLE001  (reported by the caller)
+                    results[i] = e
+                    c.close()
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 60)
+    return results
 
 
 class Keys:

@@ -180,79 +180,6 @@ def issued_ok(d, keys, card, sent, resp, resident=None):
     return answer
 
 
-def parallel(d, jobs, connections, timeout=harness.IO_TIMEOUT):
-    """Send jobs [(card, body)] over `connections` keep-alive connections at once.  Returns
-    [(job, Response or the exception)] in job order."""
-    results = [(job, RuntimeError("not sent")) for job in jobs]
-    lock = threading.Lock()
-    nxt = [0]
-
-    def worker():
-        c = Client.for_daemon(d, timeout=timeout)
-        try:
-            while True:
-                with lock:
-                    i = nxt[0]
-                    nxt[0] += 1
-                if i >= len(jobs):
-                    return
-                card, body = jobs[i]
-                try:
-                    results[i] = (jobs[i], c.post(body, card.headers(body)
-                                                  if card is not None else None))
-                except Exception as e:  # noqa: BLE001  (reported by the caller)
-                    results[i] = (jobs[i], e)
-                    c.close()
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout + 60)
-    return results
-
-
-def presigned_parallel(d, jobs, timeout=harness.IO_TIMEOUT):
-    """Each job [(card, body)] on its own connection, signed and connected beforehand, all
-    sent at once (a barrier releases the threads together).  Returns [(job, Response or the
-    exception, seconds)] in job order."""
-    results = [(job, RuntimeError("not sent"), 0.0) for job in jobs]
-    gate = threading.Barrier(len(jobs))
-
-    def one(i):
-        card, body = jobs[i]
-        headers = card.headers(body)
-        c = Client.for_daemon(d, timeout=timeout)
-        try:
-            try:
-                c._connect()
-            except OSError as e:
-                results[i] = (jobs[i], e, 0.0)
-                gate.abort()
-                return
-            try:
-                gate.wait(timeout=30)
-            except threading.BrokenBarrierError:
-                pass
-            t0 = time.monotonic()
-            try:
-                r = c.post(body, headers)
-            except Exception as e:  # noqa: BLE001  (reported by the caller)
-                r = e
-            results[i] = (jobs[i], r, time.monotonic() - t0)
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout + 60)
-    return results
-
-
 def status_plugin(d, name):
     st = d.admin_get("/v1/status").json()
     for p in st.get("plugins", []):
@@ -613,8 +540,7 @@ def group_main(tap, city, sims):
             r0 = city.pick(lambda x: x["issuable"]["residence"], n=5)[i]
             c0 = city.card(r0)
             body, sent = request_body("residence", raw=True)
-            res = presigned_parallel(d, [(c0, body), (c0, body)])
-            got = [r for _, r, _ in res]
+            got = ic.send_together(d, [(c0, body), (c0, body)])
             if any(isinstance(r, Exception) for r in got):
                 bad.append("transport error %r" % got)
                 continue
@@ -639,9 +565,9 @@ def group_main(tap, city, sims):
             rid = str(uuid.uuid4())
             b1, s1 = request_body("residence", request_id=rid, raw=True)
             b2, s2 = request_body("residence-record", request_id=rid, raw=True)
-            res = presigned_parallel(d, [(c0, b1), (c0, b2)])
+            res = ic.send_together(d, [(c0, b1), (c0, b2)])
             got = sorted((r.status, r.json().get("code") if r.status != 201 else "ISSUED")
-                         for _, r, _ in res if not isinstance(r, Exception))
+                         for r in res if not isinstance(r, Exception))
             if got != [(201, "ISSUED"), (409, "REQUEST_ID_CONFLICT")]:
                 bad.append("pair %d: %r" % (i, got))
         expect(not bad, "; ".join(bad))
@@ -663,11 +589,11 @@ def group_main(tap, city, sims):
                 body, sent = request_body(t, raw=True)
                 jobs.append((city.card(r), body))
                 meta.append((r, t, sent))
-        results = parallel(d, jobs, 4, timeout=30)
+        results = ic.send_together(d, jobs, 4, timeout=30)
         bad = collections.Counter()
         examples = []
         counts = collections.Counter()
-        for (job, resp), (r, t, sent) in zip(results, meta):
+        for job, resp, (r, t, sent) in zip(jobs, results, meta):
             want = r["refusal"][t] or "ISSUED"
             if isinstance(resp, Exception):
                 bad["transport"] += 1
@@ -843,12 +769,12 @@ def group_main(tap, city, sims):
             sents.append(sent)
         sim.control("mode swap")
         try:
-            res = presigned_parallel(d, jobs, timeout=20)
+            res = ic.send_together(d, jobs, timeout=20)
         finally:
             sim.control("mode normal")
         codes = collections.Counter()
         wrong = []
-        for (job, resp, _), sent, r in zip(res, sents, people):
+        for job, resp, sent, r in zip(jobs, res, sents, people):
             if isinstance(resp, Exception):
                 codes["transport"] += 1
                 continue
@@ -1099,9 +1025,9 @@ def group_slow(tap, city, sims):
         jobs = []
         for r in kos[:4]:
             jobs.append((city.card(r), request_body("koseki-full")))
-        res = presigned_parallel(d, jobs, timeout=10)
+        res = ic.send_together(d, jobs, timeout=10)
         got = collections.Counter()
-        for (job, resp, _) in res:
+        for job, resp in zip(jobs, res):
             expect(not isinstance(resp, Exception), "transport error %r" % resp)
             code = resp.json().get("code")
             got[(resp.status, code)] += 1
@@ -1430,10 +1356,10 @@ def group_kill(tap, city, sims):
         for i in range(120):
             r = people[(i * 7) % len(people)]
             jobs2.append((city.card(r), request_body("residence")))
-        res = parallel(d, jobs2, 8)
+        res = ic.send_together(d, jobs2, 8)
         reused = []
         n = 0
-        for (card, body), resp in res:
+        for (card, body), resp in zip(jobs2, res):
             if isinstance(resp, Exception) or resp.status != 201:
                 continue
             n += 1

@@ -1092,14 +1092,14 @@ def group_main(tap, city, ministry, sims):
         for attempt in range(3):
             sim.control("mode swap")
             try:
-                res = parallel(d, [(city.card(r), request_body("koseki-full"))
-                                   for r in people], len(people))
+                res = ic.send_together(d, [(city.card(r), request_body("koseki-full"))
+                                           for r in people], timeout=15 * SLACK)
             finally:
                 sim.control("mode normal")
             codes = collections.Counter(
                 (resp.json().get("code") if not isinstance(resp, Exception) and
                  resp.status != 201 else ("ISSUED" if not isinstance(resp, Exception)
-                                          else "transport")) for _, resp in res)
+                                          else "transport")) for resp in res)
             tap.diag("swap mode, %d koseki requests at once: %r" % (len(people), dict(codes)))
             faults += codes.get("INTEGRITY_FAULT", 0)
             if faults:
@@ -1229,46 +1229,6 @@ def suspensions_from(resp):
         return resp.json().get("suspensions") or []
     except ValueError:
         return []
-
-
-def parallel(d, jobs, connections, timeout=None):
-    """jobs [(card, body)] over `connections` connections at once; [(job, Response or
-    exception)] in job order."""
-    timeout = timeout or 15 * SLACK
-    results = [(job, RuntimeError("not sent")) for job in jobs]
-    lock = threading.Lock()
-    nxt = [0]
-    gate = threading.Barrier(connections)
-
-    def worker():
-        c = Client.for_daemon(d, timeout=timeout)
-        try:
-            try:
-                c._connect()
-                gate.wait(timeout=30)
-            except (OSError, threading.BrokenBarrierError):
-                pass
-            while True:
-                with lock:
-                    i = nxt[0]
-                    nxt[0] += 1
-                if i >= len(jobs):
-                    return
-                card, body = jobs[i]
-                try:
-                    results[i] = (jobs[i], c.post(body, card.headers(body)))
-                except Exception as e:  # noqa: BLE001  (reported by the caller)
-                    results[i] = (jobs[i], e)
-                    c.close()
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout + 60)
-    return results
 
 
 # ------------------------------------------------------------ group: threshold 2, two keys

@@ -21,7 +21,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -134,39 +133,6 @@ def distinct_people(city, t, n, exclude=()):
         if len(out) == n:
             return out
     raise AssertionError("only %d unrelated residents with %s issuable" % (len(out), t))
-
-
-def at_once(d, jobs, timeout):
-    """Each job (card, body) on its own connection, connected and signed beforehand, all sent
-    at the same instant (a barrier).  Returns [Response or exception] in job order."""
-    results = [RuntimeError("not sent")] * len(jobs)
-    gate = threading.Barrier(len(jobs))
-
-    def one(i):
-        card, body = jobs[i]
-        headers = card.headers(body)
-        c = Client.for_daemon(d, timeout=timeout)
-        try:
-            try:
-                c._connect()
-                gate.wait(timeout=30)
-            except (OSError, threading.BrokenBarrierError) as e:
-                gate.abort()
-                results[i] = e
-                return
-            try:
-                results[i] = c.post(body, headers)
-            except Exception as e:  # noqa: BLE001  (reported by the caller)
-                results[i] = e
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout + 30)
-    return results
 
 
 def outcome(resp):

@@ -56,7 +56,7 @@ def scenario_i1(tap, city, sims):
             sents.append(sent)
             jobs.append((city.card(r), body))
         t0 = time.monotonic()
-        res = fx.at_once(d, jobs, timeout=10 * SLACK)
+        res = ic.send_together(d, jobs, timeout=10 * SLACK)
         return sents, res, time.monotonic() - t0
 
     s1, r1, took1 = burst(wave1)
@@ -139,7 +139,7 @@ def scenario_i2(tap, city, sims):
             body, sent = request_body(t, raw=True)
             sents.append(sent)
             jobs.append((city.card(r), body))
-        return sents, fx.at_once(d, jobs, timeout=15 * SLACK)
+        return sents, ic.send_together(d, jobs, timeout=15 * SLACK)
 
     def same_instant():
         sents, res = burst("koseki-full")
@@ -437,7 +437,7 @@ def scenario_i6(tap, city, sims):
             body, sent = request_body("residence", raw=True, options=household)
             jobs.append((city.card(r), body))
             sents.append(sent)
-        res = fx.at_once(d, jobs, timeout=15 * SLACK)
+        res = ic.send_together(d, jobs, timeout=15 * SLACK)
         docs = []
         for r, sent, resp in zip(people, sents, res):
             answer, pdf = fx.own_201(keys, r, city.card(r), sent, resp)
@@ -612,7 +612,7 @@ def scenario_i8(tap, city, sims):
             jobs[a if i % 2 == 0 else b].append((city.card(r), body))
         res = {}
         ts = [threading.Thread(target=lambda dd=dd: res.__setitem__(
-            dd, fx.at_once(dd, jobs[dd], timeout=15 * SLACK)), daemon=True) for dd in (a, b)]
+            dd, ic.send_together(dd, jobs[dd], timeout=15 * SLACK)), daemon=True) for dd in (a, b)]
         for t in ts:
             t.start()
         for t in ts:

@@ -249,7 +249,7 @@ def run_scenario(city, d, sim):
     people = fx.distinct_people(city, "koseki-attachment", 8)
     jobs = [(city.card(x), request_body("koseki-attachment")) for x in people]
     sim.control("mode swap")
-    res = fx.at_once(d, jobs, timeout=10 * SLACK)
+    res = ic.send_together(d, jobs, timeout=10 * SLACK)
     sim.control("mode normal")
     outcomes.update(fx.outcome(x) for x in res)
     for x, resp in zip(people, res):
