@@ -1,6 +1,9 @@
 // validate.mjs: checks HTTP answers of the real daemon against docs/openapi.yaml.
 //
 // Usage: node validate.mjs SPEC.yaml ANSWERS.json
+//        node validate.mjs SPEC.yaml -        (the answers on standard input, read once the
+//                                              document's schemas are compiled, so a caller
+//                                              can start it early)
 //
 // ANSWERS.json is a JSON array of answers recorded by tests/e2e/test_openapi.py:
 //   {"id": N, "path": "/v1/plugins/{name}/suspend", "method": "post", "status": 200,
@@ -207,7 +210,7 @@ function checkBody(content, contentType, body, errors, prefix) {
 
 let answers;
 try {
-  answers = JSON.parse(readFileSync(answersPath, 'utf8'));
+  answers = JSON.parse(readFileSync(answersPath === '-' ? 0 : answersPath, 'utf8'));
 } catch (e) {
   fail(`cannot read ${answersPath}: ${e.message}`);
 }
