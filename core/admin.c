@@ -29,8 +29,8 @@ static void admin_json(struct http_response *resp, int status, json_t *value)
 	char *text = value ? json_dumps(value, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(value);
 	if (text == NULL) {
-		http_response_problem(resp, 500, "INTERNAL", "Internal error", "out of memory",
-				      NULL);
+		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
+				      "out of memory", NULL);
 		return;
 	}
 	http_response_body(resp, status, "application/json", text, strlen(text));
@@ -115,8 +115,8 @@ static void handle_metrics(struct conn *c, const struct http_request *req,
 	size_t len = 0;
 	char *text = metrics_render(&len);
 	if (text == NULL) {
-		http_response_problem(resp, 500, "INTERNAL", "Internal error", "out of memory",
-				      req->id);
+		http_response_problem(resp, 500, "INTERNAL_ERROR", "Internal error",
+				      "out of memory", req->id);
 		return;
 	}
 	http_response_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
