@@ -23,15 +23,6 @@
 #include "log.h"
 #include "sdnotify.h"
 
-bool sdnotify_supported(void)
-{
-#ifdef HAVE_LIBSYSTEMD
-	return true;
-#else
-	return false;
-#endif
-}
-
 /* Appends "STATUS=" and status, newlines and other control characters made spaces (the
  * protocol is one assignment per line), cut at SDNOTIFY_STATUS_MAX bytes. */
 static void sdnotify_append_status(char *out, size_t out_size, const char *status)

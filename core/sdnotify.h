@@ -11,8 +11,6 @@
 #ifndef MDG_SDNOTIFY_H
 #define MDG_SDNOTIFY_H
 
-#include <stdbool.h>
-
 /* The state an sdnotify() message reports, besides its status line. */
 enum sdnotify_state {
 	SDNOTIFY_STATUS_ONLY, /* only STATUS= */
@@ -29,8 +27,5 @@ enum sdnotify_state {
 void sdnotify(enum sdnotify_state state, const char *status);
 
 #define SDNOTIFY_STATUS_MAX 512
-
-/* True when the daemon was built with libsystemd, i.e. sdnotify() can reach systemd. */
-bool sdnotify_supported(void);
 
 #endif

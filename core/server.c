@@ -127,6 +127,9 @@ static void server_report_restart_needed(const struct config *old, const struct 
 
 void server_notify_serving(const struct server *s, const char *last)
 {
+	/* An admin reload during a drain must not take back STOPPING=1. */
+	if (s->draining)
+		return;
 	char status[sizeof s->store.address + SDNOTIFY_STATUS_MAX + 32]; /* sdnotify() cuts it */
 	snprintf(status, sizeof status, "Serving on %s; %s", s->store.address, last);
 	sdnotify(SDNOTIFY_READY, status);
@@ -136,7 +139,8 @@ int server_reload(struct server *s, char *msg, size_t msg_size)
 {
 	struct config *fresh = NULL;
 	struct config_error err;
-	sdnotify(SDNOTIFY_RELOADING, "Reloading the configuration");
+	if (!s->draining)
+		sdnotify(SDNOTIFY_RELOADING, "Reloading the configuration");
 	if (config_load(s->cfg->path, &fresh, &err) != 0) {
 		snprintf(msg, msg_size, "%s", err.msg);
 		goto fail;
