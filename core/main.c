@@ -3,8 +3,8 @@
  *
  * Parses the command line, loads and validates the config (exit 2 on any error, with the
  * file:line:column message), prepares the data directory, starts the listeners on one libuv
- * loop and runs it until a drain completes.  --check-config validates a file, TLS material
- * included, without starting anything.
+ * loop, tells systemd it is ready (sdnotify.c) and runs the loop until a drain completes.
+ * --check-config validates a file, TLS material included, without starting anything.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "render.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "tls.h"
 
@@ -157,6 +158,8 @@ int main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 	config_unref(cfg); /* the server holds its own reference */
+	/* Every listener is listening: connections queue in the kernel until the loop runs. */
+	server_notify_serving(&server, "started");
 	uv_run(loop, UV_RUN_DEFAULT);
 
 	server_free(&server);

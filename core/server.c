@@ -17,6 +17,7 @@
 
 #include "admin.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "tls.h"
 
@@ -78,6 +79,10 @@ void server_drain(struct server *s)
 	if (s->draining)
 		return;
 	s->draining = true;
+	char status[SDNOTIFY_STATUS_MAX];
+	snprintf(status, sizeof status, "Draining %zu open connections (at most %llu ms)",
+		 server_connections(s), (unsigned long long)s->cfg->drain_timeout_ms);
+	sdnotify(SDNOTIFY_STOPPING, status);
 	log_event(LOG_INFO, "draining", "{s:I, s:I}", "open_connections",
 		  (json_int_t)server_connections(s), "drain_timeout_ms",
 		  (json_int_t)s->cfg->drain_timeout_ms);
@@ -120,10 +125,22 @@ static void server_report_restart_needed(const struct config *old, const struct 
 	}
 }
 
+void server_notify_serving(const struct server *s, const char *last)
+{
+	/* An admin reload during a drain must not take back STOPPING=1. */
+	if (s->draining)
+		return;
+	char status[sizeof s->store.address + SDNOTIFY_STATUS_MAX + 32]; /* sdnotify() cuts it */
+	snprintf(status, sizeof status, "Serving on %s; %s", s->store.address, last);
+	sdnotify(SDNOTIFY_READY, status);
+}
+
 int server_reload(struct server *s, char *msg, size_t msg_size)
 {
 	struct config *fresh = NULL;
 	struct config_error err;
+	if (!s->draining)
+		sdnotify(SDNOTIFY_RELOADING, "Reloading the configuration");
 	if (config_load(s->cfg->path, &fresh, &err) != 0) {
 		snprintf(msg, msg_size, "%s", err.msg);
 		goto fail;
@@ -145,11 +162,15 @@ int server_reload(struct server *s, char *msg, size_t msg_size)
 	s->cfg = fresh;
 	metrics_inc(s->m_reloads_ok);
 	log_event(LOG_INFO, "reloaded", "{s:s}", "config", fresh->path);
+	server_notify_serving(s, "configuration reloaded");
 	return 0;
 fail:
 	metrics_inc(s->m_reloads_failed);
 	log_event(LOG_ERROR, "reload_failed", "{s:s, s:s}", "error", msg, "detail",
 		  "the running configuration stays in force");
+	char last[SDNOTIFY_STATUS_MAX];
+	snprintf(last, sizeof last, "reload refused, the running configuration stays: %s", msg);
+	server_notify_serving(s, last);
 	return -1;
 }
 

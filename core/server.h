@@ -46,11 +46,20 @@ int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *ms
 /*
  * Re-reads the config file.  A valid one replaces the running config: limits at once, TLS
  * material for new connections.  An invalid one is logged and the running config stays.
+ * systemd is told RELOADING=1 first and READY=1 after, either way (not while draining).
  * Returns 0 when the new config was applied.
  */
 int server_reload(struct server *s, char *msg, size_t msg_size);
 
-/* Starts draining: stop accepting, finish in-flight requests, then let the loop end. */
+/*
+ * Tells systemd (READY=1) that the daemon serves, with a status line naming the store
+ * listener and last, what happened last ("started", "configuration reloaded" …).  Does
+ * nothing once a drain has begun.
+ */
+void server_notify_serving(const struct server *s, const char *last);
+
+/* Starts draining: stop accepting, finish in-flight requests, then let the loop end.  systemd
+ * is told STOPPING=1. */
 void server_drain(struct server *s);
 
 /* Releases what server_start() set up and the loop no longer uses (after uv_run). */
