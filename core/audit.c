@@ -1526,8 +1526,24 @@ static int audit_verify_rows(sqlite3 *db, EVP_MD_CTX *md, struct audit_verify_re
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Checks every checkpoint against its row and, with key, its signature.  0 or -1. */
-static int audit_verify_checkpoints(sqlite3 *db, EVP_PKEY *key, const char *key_id,
+/* The keys audit_verify() checks signatures with, each with its id. */
+struct audit_verify_keys {
+	EVP_PKEY *key[AUDIT_VERIFY_KEYS_MAX];
+	char id[AUDIT_VERIFY_KEYS_MAX][AUDIT_KEY_ID_LEN + 1];
+	size_t count;
+};
+
+/* The key whose id is kid, or NULL. */
+static EVP_PKEY *audit_verify_key(const struct audit_verify_keys *keys, const char *kid)
+{
+	for (size_t i = 0; kid != NULL && i < keys->count; i++)
+		if (strcmp(keys->id[i], kid) == 0)
+			return keys->key[i];
+	return NULL;
+}
+
+/* Checks every checkpoint against its row and, with keys, its signature.  0 or -1. */
+static int audit_verify_checkpoints(sqlite3 *db, const struct audit_verify_keys *keys,
 				    struct audit_verify_report *rep)
 {
 	sqlite3_stmt *cp = NULL, *row = NULL;
@@ -1562,17 +1578,20 @@ static int audit_verify_checkpoints(sqlite3 *db, EVP_PKEY *key, const char *key_
 					     "row's hash (the chain was rewritten)",
 					     seq);
 		sqlite3_reset(row);
-		if (key == NULL)
+		if (keys->count == 0)
 			continue;
 		char text[256];
 		size_t len = audit_checkpoint_text(text, sizeof text, seq, hash ? hash : "",
 						   stamp ? stamp : "");
-		if (kid == NULL || strcmp(kid, key_id) != 0)
+		EVP_PKEY *key = audit_verify_key(keys, kid);
+		if (key == NULL)
 			audit_verify_problem(rep, seq,
 					     "checkpoint at seq %" PRId64
-					     " was made by key %s, not "
-					     "by the given key %s",
-					     seq, kid ? kid : "(none)", key_id);
+					     " was made by key %s, which is not among the given "
+					     "keys (%s%s); give that key's public key too if it "
+					     "was this appliance's before a rotation",
+					     seq, kid ? kid : "(none)", keys->id[0],
+					     keys->count > 1 ? " and the retired ones" : "");
 		else if (!audit_signature_ok(key, text, len, sig))
 			audit_verify_problem(rep, seq,
 					     "checkpoint at seq %" PRId64
@@ -1585,32 +1604,39 @@ static int audit_verify_checkpoints(sqlite3 *db, EVP_PKEY *key, const char *key_
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int audit_verify(const char *db_path, const char *public_key_pem_path,
+int audit_verify(const char *db_path, const char *const *key_paths, size_t key_count,
 		 struct audit_verify_report *rep, char *err, size_t err_size)
 {
 	memset(rep, 0, sizeof *rep);
 	snprintf(rep->last_hash, sizeof rep->last_hash, "%s", AUDIT_GENESIS_HASH);
-	char key_id[AUDIT_KEY_ID_LEN + 1] = "";
-	EVP_PKEY *key = NULL;
-	if (public_key_pem_path != NULL) {
-		key = audit_load_key(public_key_pem_path, 1, key_id, err, err_size);
-		if (key == NULL)
-			return AUDIT_ERROR;
-	}
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	sqlite3 *db = md ? audit_open_snapshot(db_path, err, err_size) : NULL;
+	struct audit_verify_keys keys = {.count = 0};
+	if (key_count > AUDIT_VERIFY_KEYS_MAX)
+		return audit_fail(err, err_size, AUDIT_ERROR, "at most %d keys can be given",
+				  AUDIT_VERIFY_KEYS_MAX);
 	int status = AUDIT_ERROR;
+	EVP_MD_CTX *md = NULL;
+	sqlite3 *db = NULL;
+	for (; keys.count < key_count; keys.count++) {
+		keys.key[keys.count] =
+		    audit_load_key(key_paths[keys.count], 1, keys.id[keys.count], err, err_size);
+		if (keys.key[keys.count] == NULL)
+			goto out;
+	}
+	md = EVP_MD_CTX_new();
+	db = md ? audit_open_snapshot(db_path, err, err_size) : NULL;
 	if (md == NULL)
 		audit_fail(err, err_size, AUDIT_ERROR, "out of memory");
 	else if (db != NULL && (audit_verify_rows(db, md, rep) != 0 ||
-				audit_verify_checkpoints(db, key, key_id, rep) != 0))
+				audit_verify_checkpoints(db, &keys, rep) != 0))
 		audit_fail(err, err_size, AUDIT_ERROR, "cannot read %s: %s", db_path,
 			   sqlite3_errmsg(db));
 	else if (db != NULL)
 		status = rep->first_bad_seq == 0 ? AUDIT_OK : AUDIT_CORRUPT;
+out:
 	sqlite3_close_v2(db); /* the read transaction ends with the connection */
 	EVP_MD_CTX_free(md);
-	EVP_PKEY_free(key);
+	for (size_t i = 0; i < keys.count; i++)
+		EVP_PKEY_free(keys.key[i]);
 	return status;
 }
 

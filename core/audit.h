@@ -194,12 +194,15 @@ void audit_close(struct audit *audit);
 /*
  * Checks the database at db_path, opened read-only (a live store may keep writing): every
  * row's hash recomputed in seq order, every prev_hash link, seq without gaps from 1, and every
- * checkpoint's hash against its row and (public_key_pem_path not NULL) its signature and key
- * id.  The key file holds the public key (PEM SPKI) or the private key.  Returns AUDIT_OK
- * (rep says how much was checked), AUDIT_CORRUPT (rep->first_bad_seq and rep->problem say
- * what is wrong first), or AUDIT_ERROR with err (cannot open or read).
+ * checkpoint's hash against its row and (key_count > 0) its signature by the one of the
+ * key_count keys whose id it names: the current document key and the retired ones, so that a
+ * database that lived through a key rotation verifies whole.  Each key file holds a public key
+ * (PEM SPKI) or a private key; at most AUDIT_VERIFY_KEYS_MAX.  Returns AUDIT_OK (rep says how
+ * much was checked), AUDIT_CORRUPT (rep->first_bad_seq and rep->problem say what is wrong
+ * first), or AUDIT_ERROR with err (cannot open or read, or a key file is bad).
  */
-int audit_verify(const char *db_path, const char *public_key_pem_path,
+#define AUDIT_VERIFY_KEYS_MAX 32
+int audit_verify(const char *db_path, const char *const *key_paths, size_t key_count,
 		 struct audit_verify_report *rep, char *err, size_t err_size);
 
 /*

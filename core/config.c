@@ -345,6 +345,9 @@ static const struct field issuance_fields[] = {
      .kind = KIND_FILE,
      .flags = FIELD_REQUIRED,
      AT(struct config_issuance, document_key)},
+    {.name = "retired_document_keys",
+     .kind = KIND_FILE_LIST,
+     AT(struct config_issuance, retired_document_keys)},
     {.name = "subject_key", .kind = KIND_PATH, AT(struct config_issuance, subject_key)},
     {.name = "card_proof",
      .kind = KIND_SECTION,
@@ -1192,6 +1195,7 @@ static void config_issuance_free(struct config_issuance *is)
 	free(is->mayor_seal);
 	free(is->seal_impressions);
 	free(is->document_key);
+	config_list_free(&is->retired_document_keys);
 	free(is->subject_key);
 	free(is->card_proof.ca);
 	free(is->card_proof.crl);

@@ -142,7 +142,8 @@ struct config_issuance {
 	char *mayor_seal; /* PNG; NULL: a marked placeholder */
 	char *seal_impressions; /* directory of seal impression PNGs, or NULL */
 	char *document_key;	/* Ed25519 PEM: page codes, bindings, audit checkpoints */
-	char *subject_key;	/* HMAC key of subject digests; NULL: data_dir/subject.key */
+	struct config_list retired_document_keys; /* public PEMs of earlier document keys */
+	char *subject_key; /* HMAC key of subject digests; NULL: data_dir/subject.key */
 	struct {
 		char *ca;		  /* PEM bundle the cards chain to */
 		char *crl;		  /* PEM CRLs of those CAs, or NULL: no revocation check */

@@ -102,11 +102,12 @@ const char *doc_signer_key_id(const struct doc_signer *signer)
 	return signer->key_id;
 }
 
-char *doc_signer_public_pem(const struct doc_signer *signer)
+/* key's public half as PEM SPKI text (malloc'd), or NULL on out-of-memory. */
+static char *doccode_public_pem(EVP_PKEY *key)
 {
 	BIO *bio = BIO_new(BIO_s_mem());
 	char *text = NULL;
-	if (bio != NULL && PEM_write_bio_PUBKEY(bio, signer->key) == 1) {
+	if (bio != NULL && PEM_write_bio_PUBKEY(bio, key) == 1) {
 		char *data = NULL;
 		long n = BIO_get_mem_data(bio, &data);
 		text = n >= 0 ? malloc((size_t)n + 1) : NULL;
@@ -117,6 +118,16 @@ char *doc_signer_public_pem(const struct doc_signer *signer)
 	}
 	BIO_free(bio);
 	return text;
+}
+
+char *doc_signer_public_pem(const struct doc_signer *signer)
+{
+	return doccode_public_pem(signer->key);
+}
+
+char *doc_verifier_public_pem(const struct doc_verifier *verifier)
+{
+	return doccode_public_pem(verifier->key);
 }
 
 static int doc_verifier_wrap(EVP_PKEY *key, struct doc_verifier **out, char *err, size_t err_size)

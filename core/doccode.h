@@ -75,6 +75,8 @@ int doc_verifier_from_pem(const char *pem, struct doc_verifier **out, char *err,
 int doc_verifier_load(const char *pem_path, struct doc_verifier **out, char *err, size_t err_size);
 void doc_verifier_free(struct doc_verifier *verifier);
 const char *doc_verifier_key_id(const struct doc_verifier *verifier);
+/* The public key as PEM SPKI text; the caller frees it.  NULL on out-of-memory. */
+char *doc_verifier_public_pem(const struct doc_verifier *verifier);
 
 /* True for an issuance id a code can carry: 1..64 characters of [A-Za-z0-9._-]. */
 int doccode_issuance_id_ok(const char *issuance_id);

@@ -1357,9 +1357,15 @@ static void admin_job_work(uv_work_t *w)
 		}
 		return;
 	}
+	/* The document key in use and the retired ones: checkpoints from before a rotation. */
+	const struct config_list *retired = &svc->conf->retired_document_keys;
+	const char *keys[AUDIT_VERIFY_KEYS_MAX];
+	size_t nkeys = 0;
+	keys[nkeys++] = svc->conf->document_key;
+	for (size_t i = 0; i < retired->count && nkeys < AUDIT_VERIFY_KEYS_MAX; i++)
+		keys[nkeys++] = retired->items[i];
 	struct audit_verify_report rep;
-	int rc =
-	    audit_verify(svc->audit_path, svc->conf->document_key, &rep, job->err, sizeof job->err);
+	int rc = audit_verify(svc->audit_path, keys, nkeys, &rep, job->err, sizeof job->err);
 	if (rc != AUDIT_OK && rc != AUDIT_CORRUPT) {
 		job->failed = 1;
 		return;
@@ -1481,6 +1487,71 @@ static int subject_key_load(const char *path, unsigned char key[SUBJECT_KEY_LEN]
 	return 0;
 }
 
+/* One entry of GET /v1/keys; pem may be NULL (out of memory), which the caller sees. */
+static int keys_append(json_t *list, const char *key_id, char *pem)
+{
+	json_t *k = pem ? json_pack("{s:s, s:s, s:s}", "key_id", key_id, "alg", "ed25519",
+				    "public_key_pem", pem)
+			: NULL;
+	free(pem);
+	return k != NULL && json_array_append_new(list, k) == 0 ? 0 : -1;
+}
+
+/*
+ * Makes the answer of GET /v1/keys: the document key in use first, then the retired ones
+ * (issuance.retired_document_keys), so that verifiers can still check documents and audit
+ * checkpoints signed before a key rotation.  Refuses a retired key that is not an Ed25519
+ * public key, or that repeats a key already listed.  0, or -1 with msg.
+ */
+static int keys_answer(struct issuance_service *svc, char *msg, size_t msg_size)
+{
+	const struct config_list *retired = &svc->conf->retired_document_keys;
+	if (retired->count >= AUDIT_VERIFY_KEYS_MAX) {
+		snprintf(msg, msg_size,
+			 "issuance.retired_document_keys: %zu keys, at most %d; keep the oldest "
+			 "ones with the audit databases they signed",
+			 retired->count, AUDIT_VERIFY_KEYS_MAX - 1);
+		return -1;
+	}
+	json_t *list = json_array();
+	int rc = list != NULL ? keys_append(list, doc_signer_key_id(svc->signer),
+					    doc_signer_public_pem(svc->signer))
+			      : -1;
+	for (size_t i = 0; rc == 0 && i < retired->count; i++) {
+		struct doc_verifier *v = NULL;
+		char err[256];
+		if (doc_verifier_load(retired->items[i], &v, err, sizeof err) != DOCCODE_OK) {
+			snprintf(msg, msg_size, "issuance.retired_document_keys: %s", err);
+			json_decref(list);
+			return -1;
+		}
+		const char *id = doc_verifier_key_id(v);
+		for (size_t j = 0; j < json_array_size(list); j++)
+			if (strcmp(json_string_value(
+				       json_object_get(json_array_get(list, j), "key_id")),
+				   id) == 0) {
+				snprintf(msg, msg_size,
+					 "issuance.retired_document_keys: %s is key %s, which is "
+					 "listed already (the document key in use, or twice); "
+					 "remove it from the list",
+					 retired->items[i], id);
+				doc_verifier_free(v);
+				json_decref(list);
+				return -1;
+			}
+		rc = keys_append(list, id, doc_verifier_public_pem(v));
+		doc_verifier_free(v);
+	}
+	json_t *answer = rc == 0 ? json_pack("{s:o}", "keys", list) : (json_decref(list), NULL);
+	svc->keys_json = answer ? json_dumps(answer, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(answer);
+	if (svc->keys_json == NULL) {
+		snprintf(msg, msg_size, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_host *plugins,
 			  struct issuance_service **out, char *msg, size_t msg_size)
 {
@@ -1584,18 +1655,8 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	    serial_open(svc, (uint64_t)am.head_seq + 1, msg, msg_size) != 0)
 		goto fail;
 
-	char *pem = doc_signer_public_pem(svc->signer);
-	json_t *keys =
-	    pem ? json_pack("{s:[{s:s, s:s, s:s}]}", "keys", "key_id",
-			    doc_signer_key_id(svc->signer), "alg", "ed25519", "public_key_pem", pem)
-		: NULL;
-	svc->keys_json = keys ? json_dumps(keys, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(keys);
-	free(pem);
-	if (svc->keys_json == NULL) {
-		snprintf(msg, msg_size, "out of memory");
+	if (keys_answer(svc, msg, msg_size) != 0)
 		goto fail;
-	}
 	uv_timer_init(loop, &svc->metrics_timer);
 	svc->metrics_timer.data = svc;
 	uv_timer_start(&svc->metrics_timer, metrics_tick, 0, 1000);

@@ -123,7 +123,9 @@ static const struct ctl_command ctl_commands[] = {
      "load card_serial,resident_code lines into the linkage table (POST /v1/linkage);\n"
      "                         --replace makes the file the whole table",
      cmd_linkage},
-    {"audit", "verify --db AUDIT.sqlite --public-key PUB.pem | export --db AUDIT.sqlite",
+    {"audit",
+     "verify --db AUDIT.sqlite --public-key PUB.pem [--public-key OLD.pem]... | export --db "
+     "AUDIT.sqlite",
      "check the audit chain and its signed checkpoints, or print its rows as JSON\n"
      "                         lines (offline, on the file; safe while the daemon runs)",
      cmd_audit},
@@ -915,10 +917,15 @@ static int cmd_linkage(const struct ctl_context *ctx, int argc, char **argv)
 	return rc;
 }
 
-/* cmd_audit: "audit verify --db F --public-key P" and "audit export --db F", offline. */
+/*
+ * cmd_audit: "audit verify --db F --public-key P [--public-key P2 ...]" (the document key and
+ * any retired ones, for a database that lived through a key rotation) and "audit export --db
+ * F", offline.
+ */
 static int cmd_audit(const struct ctl_context *ctx, int argc, char **argv)
 {
-	const char *db = NULL, *pub = NULL;
+	const char *db = NULL, *pub[AUDIT_VERIFY_KEYS_MAX];
+	size_t npub = 0;
 	char err[512];
 	(void)ctx;
 	if (argc < 2 || (strcmp(argv[1], "verify") != 0 && strcmp(argv[1], "export") != 0))
@@ -927,12 +934,15 @@ static int cmd_audit(const struct ctl_context *ctx, int argc, char **argv)
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
 			db = argv[++i];
-		else if (verify && strcmp(argv[i], "--public-key") == 0 && i + 1 < argc)
-			pub = argv[++i];
-		else
+		else if (verify && strcmp(argv[i], "--public-key") == 0 && i + 1 < argc) {
+			if (npub == AUDIT_VERIFY_KEYS_MAX)
+				return ctl_usage_error("audit verify: at most %d --public-key",
+						       AUDIT_VERIFY_KEYS_MAX);
+			pub[npub++] = argv[++i];
+		} else
 			return ctl_usage_error("audit %s: unexpected '%s'", argv[1], argv[i]);
 	}
-	if (db == NULL || (verify && pub == NULL))
+	if (db == NULL || (verify && npub == 0))
 		return ctl_usage_error(verify ? "audit verify needs --db AUDIT.sqlite and "
 						"--public-key PUB.pem"
 					      : "audit export needs --db AUDIT.sqlite");
@@ -946,7 +956,7 @@ static int cmd_audit(const struct ctl_context *ctx, int argc, char **argv)
 		return CTL_EXIT_OK;
 	}
 	struct audit_verify_report rep;
-	int rc = audit_verify(db, pub, &rep, err, sizeof err);
+	int rc = audit_verify(db, pub, npub, &rep, err, sizeof err);
 	if (rc == AUDIT_OK) {
 		printf("audit chain intact: %llu row(s), %llu signed checkpoint(s), head %lld %s\n",
 		       (unsigned long long)rep.rows_checked,

@@ -34,7 +34,7 @@
 #include "audit.h"
 
 static char dir[256];
-static char key_a[300], pub_a[300], pub_b[300];
+static char key_a[300], pub_a[300], key_b[300], pub_b[300];
 static int db_counter;
 static char subject[AUDIT_HASH_LEN + 1];
 
@@ -67,11 +67,12 @@ static int group_setup(void **state)
 		return -1;
 	snprintf(key_a, sizeof key_a, "%s/checkpoint.key", dir);
 	snprintf(pub_a, sizeof pub_a, "%s/checkpoint.pub", dir);
+	snprintf(key_b, sizeof key_b, "%s/stranger.key", dir);
 	snprintf(pub_b, sizeof pub_b, "%s/stranger.pub", dir);
 	EVP_PKEY *a = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	EVP_PKEY *b = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	int rc = a && b && write_key(a, key_a, 1) == 0 && write_key(a, pub_a, 0) == 0 &&
-			 write_key(b, pub_b, 0) == 0
+			 write_key(b, key_b, 1) == 0 && write_key(b, pub_b, 0) == 0
 		     ? 0
 		     : -1;
 	EVP_PKEY_free(a);
@@ -226,7 +227,7 @@ static int64_t sql_int(const char *path, const char *query)
 static int verify(const char *path, const char *pub, struct audit_verify_report *rep)
 {
 	char err[512] = "";
-	int rc = audit_verify(path, pub, rep, err, sizeof err);
+	int rc = audit_verify(path, &pub, 1, rep, err, sizeof err);
 	if (rc == AUDIT_ERROR)
 		fail_msg("audit_verify: %s", err);
 	return rc;
@@ -326,7 +327,7 @@ static void a_forged_checkpoint_signature_is_found(void **state)
 	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
 	/* Another key's checkpoints do not verify with this one. */
 	assert_int_equal(verify(path, pub_b, &rep), AUDIT_CORRUPT);
-	assert_non_null(strstr(rep.problem, "not by the given key"));
+	assert_non_null(strstr(rep.problem, "not among the given keys"));
 	/* One changed character of one signature. */
 	sql(path,
 	    "UPDATE audit_checkpoints SET signature = "
@@ -345,6 +346,45 @@ static void a_forged_checkpoint_signature_is_found(void **state)
 	assert_int_equal(verify(other, pub_a, &rep), AUDIT_CORRUPT);
 	assert_int_equal(rep.first_bad_seq, 30);
 	assert_non_null(strstr(rep.problem, "not the row's hash"));
+}
+
+static void a_database_that_lived_through_a_key_rotation_verifies_with_both_keys(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, key_a, 10);
+	write_rows(&loop, a, 20, 1);
+	close_store(&loop, a);
+	a = open_store(&loop, path, key_b, 10); /* the rotation: a new document key */
+	write_rows(&loop, a, 20, 21);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+
+	struct audit_verify_report rep;
+	char err[512] = "";
+	const char *both[] = {pub_b, pub_a};
+	assert_int_equal(audit_verify(path, both, 2, &rep, err, sizeof err), AUDIT_OK);
+	assert_int_equal(rep.rows_checked, 40);
+	assert_true(rep.checkpoints_checked >= 4);
+	/* The new key alone stops at the first checkpoint of the old one, and says what to do. */
+	assert_int_equal(verify(path, pub_b, &rep), AUDIT_CORRUPT);
+	assert_int_equal(rep.first_bad_seq, 10);
+	assert_non_null(strstr(rep.problem, "give that key's public key too"));
+	/* The old key alone does not vouch for the new key's checkpoints. */
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_CORRUPT);
+	assert_true(rep.first_bad_seq > 20);
+	/* A forged signature is still found with both keys given. */
+	sql(path,
+	    "UPDATE audit_checkpoints SET signature = "
+	    "CASE substr(signature, 5, 1) WHEN 'A' THEN substr(signature, 1, 4) || 'B' || "
+	    "substr(signature, 6) ELSE substr(signature, 1, 4) || 'A' || substr(signature, 6) "
+	    "END WHERE seq = 30");
+	assert_int_equal(audit_verify(path, both, 2, &rep, err, sizeof err), AUDIT_CORRUPT);
+	assert_int_equal(rep.first_bad_seq, 30);
+	assert_non_null(strstr(rep.problem, "signature does not verify"));
 }
 
 /* --- the writer ----------------------------------------------------------------------------- */
@@ -919,6 +959,7 @@ int main(void)
 	    cmocka_unit_test(a_deleted_row_is_found_by_verify),
 	    cmocka_unit_test(deleting_rows_a_checkpoint_covers_is_found),
 	    cmocka_unit_test(a_forged_checkpoint_signature_is_found),
+	    cmocka_unit_test(a_database_that_lived_through_a_key_rotation_verifies_with_both_keys),
 	    cmocka_unit_test(concurrent_requests_are_grouped_and_every_callback_runs_once_with_ok),
 	    cmocka_unit_test(the_chain_continues_across_close_and_reopen),
 	    cmocka_unit_test(close_commits_everything_submitted_and_runs_every_callback),
