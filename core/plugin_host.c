@@ -603,8 +603,8 @@ static void host_drain_completions(uv_async_t *async)
 		struct plugin_completion *next = c->next;
 		struct plugin_fetch *f = fetch_lookup(h, c->ticket);
 		int live = f != NULL && f->inst == c->inst;
-		host_trace(h, PLUGIN_TRACE_COMPLETION, c->inst, c->ticket, c->status, live, c->at_ms,
-			   host_now_ms(&c->inst->ctx));
+		host_trace(h, PLUGIN_TRACE_COMPLETION, c->inst, c->ticket, c->status, live,
+			   c->at_ms, host_now_ms(&c->inst->ctx));
 		if (live) {
 			fetch_finish(f, c->status, c->record, c->reason[0] ? c->reason : NULL);
 		} else {

@@ -62,7 +62,7 @@
 static const uint64_t pc_short_deadline_ms[] = {1, 100};
 #define PC_SHORT_DEADLINE_COUNT (sizeof pc_short_deadline_ms / sizeof pc_short_deadline_ms[0])
 /* The vendor's block is indented this far under plugins.check.config in the scratch file. */
-#define PC_CONFIG_INDENT 6
+#define PC_CONFIG_INDENT    6
 #define PC_CONFIG_MAX_BYTES (1024 * 1024)
 /* Seconds the watchdog adds to a check's own bound before calling the plugin hung. */
 #define PC_WATCHDOG_SLACK_S 30u
@@ -123,7 +123,7 @@ struct pc_fetch {
 	uint64_t answered_ms;
 	int answered_after_abandon; /* the host delivered after cancel or unload: a host bug */
 	int identity_ok;	    /* OK record of the resident asked for */
-	long got_resident;	    /* OK record: its resident's index, -1 when not among those given */
+	long got_resident; /* OK record: its resident's index, -1 when not among those given */
 	enum verify_outcome verify;
 	char reason[200]; /* scrubbed */
 	/* what the tracer saw */
@@ -155,15 +155,22 @@ struct pc_run {
 	/* the scratch appliance */
 	char config_abs[PATH_MAX];
 	char scratch[PATH_MAX + 64]; /* the scratch config's path (gone once loaded), for errors */
-	int config_first_line; /* line of the scratch file holding the block's first line */
+	int config_first_line;	     /* line of the scratch file holding the block's first line */
 	uv_loop_t loop;
 	int loop_ready;
 	uv_timer_t tick; /* keeps uv_run(UV_RUN_ONCE) from sleeping past a bound */
 	struct config *cfg;
 	struct plugin_host *host;
 	struct plugin_instance *inst;
-	const struct mdg_plugin_descriptor *desc;
-	const char *certs[RECORD_CERTIFICATE_TYPE_COUNT]; /* the types checked */
+	/* What the descriptor declared, copied: the report outlives the unloaded library. */
+	struct {
+		int loaded;
+		char name[64], version[32], vendor[128];
+		unsigned abi_major, abi_minor, size;
+		const char *certificates[RECORD_CERTIFICATE_TYPE_COUNT]; /* record.h's strings */
+		size_t certificate_count;
+	} decl;
+	const char *certs[RECORD_CERTIFICATE_TYPE_COUNT]; /* the types checked (record.h's) */
 	size_t cert_count;
 	uint64_t timeout_ms;
 	int blocking, has_cancel;
@@ -199,8 +206,7 @@ static void pc_fatal_signal(int sig)
 		num[--i] = (char)('0' + n % 10);
 		n /= 10;
 	} while (n > 0 && i > 0);
-	const char *what = sig == SIGALRM ? "did not return from a call in time (hung)"
-					  : "crashed";
+	const char *what = sig == SIGALRM ? "did not return from a call in time (hung)" : "crashed";
 	if (pc_json_mode) {
 		pc_write("{\"report\": \"madoguchi-plugin-check\", \"verdict\": \"FAIL\", "
 			 "\"aborted\": {\"check\": \"");
@@ -211,9 +217,12 @@ static void pc_fatal_signal(int sig)
 		pc_write(what);
 		pc_write("\"}}\n");
 	} else {
+		static const char pad[] = "             ";
+		size_t len = strlen(check);
 		pc_write("  FAIL  ");
 		pc_write(check);
-		pc_write(": the plugin ");
+		pc_write(len < sizeof pad - 1 ? pad + len : " ");
+		pc_write("the plugin ");
 		pc_write(what);
 		pc_write(" (signal ");
 		pc_write(num + i);
@@ -273,7 +282,7 @@ static const char *pc_status_name(int status)
 }
 
 __attribute__((format(printf, 3, 4))) static void pc_set(struct pc_check *c, enum pc_result res,
-							  const char *fmt, ...)
+							 const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -289,9 +298,15 @@ static void pc_figure(struct pc_check *c, const char *key, json_int_t value)
 	json_object_set_new(c->figures, key, json_integer(value));
 }
 
+static int pc_is_alnum(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
 /*
- * Copies text into out, each occurrence of a given resident code replaced by "resident #N",
- * so that a plugin's reason text cannot carry one into the report.
+ * Copies text into out, each occurrence of a given resident code (as a whole word: not
+ * inside a longer run of letters and digits) replaced by "resident #N", so that a plugin's
+ * reason text cannot carry one into the report.
  */
 static void pc_scrub(const struct pc_run *r, const char *text, char *out, size_t size)
 {
@@ -302,7 +317,8 @@ static void pc_scrub(const struct pc_run *r, const char *text, char *out, size_t
 		size_t best = 0, best_len = 0;
 		for (size_t i = 0; i < r->resident_count; i++) {
 			size_t n = strlen(r->residents[i]);
-			if (n > best_len && strncmp(p, r->residents[i], n) == 0) {
+			if (n > best_len && strncmp(p, r->residents[i], n) == 0 &&
+			    (p == text || !pc_is_alnum(p[-1])) && !pc_is_alnum(p[n])) {
 				best = i;
 				best_len = n;
 			}
@@ -361,7 +377,8 @@ static struct pc_fetch *pc_find(struct pc_run *r, mdg_ticket t)
 {
 	for (size_t i = r->fetch_count; i > 0; i--) {
 		struct pc_fetch *f = r->fetches[i - 1];
-		if (f->state != PC_F_REFUSED && memcmp(f->ticket.bytes, t.bytes, sizeof t.bytes) == 0)
+		if (f->state != PC_F_REFUSED &&
+		    memcmp(f->ticket.bytes, t.bytes, sizeof t.bytes) == 0)
 			return f;
 	}
 	return NULL;
@@ -553,8 +570,7 @@ static struct pc_batch pc_start_batch(struct pc_run *r, size_t n, uint64_t timeo
 }
 
 /* "resident #2, seal" for messages. */
-static const char *pc_what(const struct pc_run *r, const struct pc_fetch *f, char *buf,
-			   size_t size)
+static const char *pc_what(const struct pc_run *r, const struct pc_fetch *f, char *buf, size_t size)
 {
 	snprintf(buf, size, "fetch #%zu (resident #%zu, %s)", f->number, f->resident + 1,
 		 r->certs[f->certificate]);
@@ -579,8 +595,7 @@ static const char *pc_problem(const struct pc_run *r, const struct pc_fetch *f, 
 		snprintf(buf, size, "%s: the record is of resident #%ld", what,
 			 f->got_resident + 1);
 	else if (!f->identity_ok)
-		snprintf(buf, size, "%s: the record is of a resident not among those given",
-			 what);
+		snprintf(buf, size, "%s: the record is of a resident not among those given", what);
 	else if (f->verify == VERIFY_INTEGRITY_FAULT || f->verify == VERIFY_NOT_CURRENT)
 		snprintf(buf, size, "%s: %s", what, f->reason);
 	else
@@ -639,11 +654,32 @@ static void pc_map_error(const struct pc_run *r, const char *scratch, char *msg,
 {
 	size_t n = strlen(scratch);
 	int line = 0, col = 0, used = 0;
-	if (strncmp(msg, scratch, n) != 0 || sscanf(msg + n, ":%d:%d: %n", &line, &col, &used) < 2 ||
-	    used == 0)
+	if (strncmp(msg, scratch, n) != 0 ||
+	    sscanf(msg + n, ":%d:%d: %n", &line, &col, &used) < 2 || used == 0)
 		return;
+	/* libyaml's own "at line N, column M" counts in the scratch file too. */
 	char rest[CONFIG_ERROR_MAX];
-	snprintf(rest, sizeof rest, "%s", msg + n + used);
+	size_t o = 0;
+	for (const char *p = msg + n + used; *p != '\0' && o + 1 < sizeof rest;) {
+		int l = 0, k = 0;
+		if (r->config_path != NULL && strncmp(p, "line ", 5) == 0 &&
+		    sscanf(p + 5, "%d%n", &l, &k) == 1 && l >= r->config_first_line) {
+			int col2 = 0, k2 = 0;
+			int w;
+			if (sscanf(p + 5 + k, ", column %d%n", &col2, &k2) == 1 && k2 > 0)
+				w = snprintf(rest + o, sizeof rest - o, "line %d, column %d",
+					     l - r->config_first_line + 1,
+					     col2 > PC_CONFIG_INDENT ? col2 - PC_CONFIG_INDENT : 1);
+			else
+				w = snprintf(rest + o, sizeof rest - o, "line %d",
+					     l - r->config_first_line + 1);
+			o = w < 0 || (size_t)w >= sizeof rest - o ? sizeof rest - 1 : o + (size_t)w;
+			p += 5 + k + k2;
+		} else {
+			rest[o++] = *p++;
+		}
+	}
+	rest[o] = '\0';
 	if (r->config_path != NULL && line >= r->config_first_line)
 		snprintf(msg, size, "%.300s:%d:%d: %.600s", r->config_path,
 			 line - r->config_first_line + 1,
@@ -690,8 +726,7 @@ static int pc_load_config(struct pc_run *r, char *msg, size_t size)
 		return -1;
 	}
 	char plugin_dir[PATH_MAX];
-	snprintf(plugin_dir, sizeof plugin_dir, "%.*s", (int)(r->file_name - r->real - 1),
-		 r->real);
+	snprintf(plugin_dir, sizeof plugin_dir, "%.*s", (int)(r->file_name - r->real - 1), r->real);
 	/* One line per fprintf below, so config_first_line stays right. */
 	int line = 1;
 	fprintf(fp, "plugin_dir: ");
@@ -824,27 +859,39 @@ static void check_abi(struct pc_run *r)
 		char clean[CONFIG_ERROR_MAX];
 		pc_scrub(r, refused ? refused + 2 : msg, clean, sizeof clean);
 		pc_set(c, PC_FAIL, "the host does not load it: %s%s", clean,
-		       r->config_path == NULL && strstr(msg, "config") != NULL
+		       r->config_path == NULL && refused == NULL
 			   ? " (pass the plugin's settings with --config FILE.yaml)"
 			   : "");
 		return;
 	}
 	r->inst = plugin_host_find(r->host, PC_INSTANCE);
-	r->desc = plugin_instance_descriptor(r->inst);
-	r->blocking = (r->desc->flags & MDG_PLUGIN_BLOCKING) != 0;
-	r->has_cancel = r->desc->cancel != NULL;
+	const struct mdg_plugin_descriptor *d = plugin_instance_descriptor(r->inst);
+	r->blocking = (d->flags & MDG_PLUGIN_BLOCKING) != 0;
+	r->has_cancel = d->cancel != NULL;
 	plugin_host_set_trace(r->host, pc_trace, r);
+	r->decl.loaded = 1;
+	snprintf(r->decl.name, sizeof r->decl.name, "%s", d->name);
+	snprintf(r->decl.version, sizeof r->decl.version, "%s", d->version);
+	snprintf(r->decl.vendor, sizeof r->decl.vendor, "%s", d->vendor);
+	r->decl.abi_major = d->abi_major;
+	r->decl.abi_minor = d->abi_minor;
+	r->decl.size = d->size;
 	size_t ncert = 0;
-	while (r->desc->certificates[ncert] != NULL)
-		ncert++;
-	pc_figure(c, "descriptor_bytes", r->desc->size);
+	for (; d->certificates[ncert] != NULL; ncert++) {
+		/* The loader accepted only known types, each at most once in a sane descriptor. */
+		int k = record_certificate_index(d->certificates[ncert]);
+		if (k >= 0 && r->decl.certificate_count < RECORD_CERTIFICATE_TYPE_COUNT)
+			r->decl.certificates[r->decl.certificate_count++] =
+			    record_certificate_types[k];
+	}
+	pc_figure(c, "descriptor_bytes", d->size);
 	pc_figure(c, "certificates_declared", (json_int_t)ncert);
 	pc_set(c, PC_PASS,
 	       "loaded by the host's loader: ABI %u.%u against the host's %u.%u, descriptor of "
 	       "%u bytes, no unresolved symbol (RTLD_NOW), %zu certificate type%s, init() "
 	       "accepted the config",
-	       r->desc->abi_major, r->desc->abi_minor, MDG_PLUGIN_ABI_MAJOR, MDG_PLUGIN_ABI_MINOR,
-	       r->desc->size, ncert, ncert == 1 ? "" : "s");
+	       d->abi_major, d->abi_minor, MDG_PLUGIN_ABI_MAJOR, MDG_PLUGIN_ABI_MINOR, d->size,
+	       ncert, ncert == 1 ? "" : "s");
 }
 
 /* --- the fetch check --- */
@@ -892,8 +939,9 @@ static void check_fetch(struct pc_run *r)
 	if (all.n < n)
 		pc_set(c, PC_FAIL, "out of memory after %zu of %zu fetches", all.n, n);
 	else if (failed > 0)
-		pc_set(c, PC_FAIL, "%zu of %zu fetches gave no valid record of the resident asked "
-				   "for; first: %s",
+		pc_set(c, PC_FAIL,
+		       "%zu of %zu fetches gave no valid record of the resident asked "
+		       "for; first: %s",
 		       failed, n, first);
 	else
 		pc_set(c, PC_PASS,
@@ -901,7 +949,8 @@ static void check_fetch(struct pc_run *r)
 		       "valid record of the resident and type asked for%s; slowest %llu ms",
 		       ok, n, r->resident_count, r->resident_count == 1 ? "" : "s", r->cert_count,
 		       r->cert_count == 1 ? "" : "s",
-		       not_issuable ? " (some not issuable: the residents' state, not a fault)" : "",
+		       not_issuable ? " (some not issuable: the residents' state, not a fault)"
+				    : "",
 		       (unsigned long long)max);
 	free(all.f);
 }
@@ -939,7 +988,8 @@ static void check_deadline(struct pc_run *r)
 	int still_running = r->blocking && plugin_instance_blocking_pending(r->inst) > 0;
 
 	char first[400] = "";
-	size_t bad = 0, in_time = 0, timed_out = 0, plugin_timeouts = 0, cancelled = 0, never_ran = 0;
+	size_t bad = 0, in_time = 0, timed_out = 0, plugin_timeouts = 0, cancelled = 0,
+	       never_ran = 0;
 	uint64_t max_call = 0;
 	for (size_t i = 0; i < r->fetch_count; i++) {
 		const struct pc_fetch *f = r->fetches[i];
@@ -977,13 +1027,13 @@ static void check_deadline(struct pc_run *r)
 				 "deadline; bound every backend call by fetch->deadline_ms",
 				 what, (unsigned long long)(f->ran_end_ms - f->deadline_ms),
 				 (unsigned long long)f->timeout_ms);
-		else if (!r->has_cancel &&
-			 (f->completions == 0 || f->first_completion_ms > due))
-			snprintf(problem, sizeof problem,
-				 "%s: the plugin has no cancel() and had not completed the fetch "
-				 "%u ms after its %llu ms deadline; complete with MDG_ERR_TIMEOUT by "
-				 "fetch->deadline_ms",
-				 what, PC_TOLERANCE_MS, (unsigned long long)f->timeout_ms);
+		else if (!r->has_cancel && (f->completions == 0 || f->first_completion_ms > due))
+			snprintf(
+			    problem, sizeof problem,
+			    "%s: the plugin has no cancel() and had not completed the fetch "
+			    "%u ms after its %llu ms deadline; complete with MDG_ERR_TIMEOUT by "
+			    "fetch->deadline_ms",
+			    what, PC_TOLERANCE_MS, (unsigned long long)f->timeout_ms);
 		if (problem[0] != '\0' && bad++ == 0)
 			snprintf(first, sizeof first, "%s", problem);
 	}
@@ -1043,8 +1093,8 @@ static void check_cancel(struct pc_run *r)
 	size_t refused_first = 0, delivered = 0, late = 0, abandoned = 0;
 	for (size_t i = 0; i < gone.n; i++) {
 		refused_first += gone.f[i]->state == PC_F_REFUSED;
-		abandoned += gone.f[i]->state == PC_F_ABANDONED ||
-			     gone.f[i]->answered_after_abandon;
+		abandoned +=
+		    gone.f[i]->state == PC_F_ABANDONED || gone.f[i]->answered_after_abandon;
 		delivered += gone.f[i]->answered_after_abandon;
 		late += gone.f[i]->late;
 	}
@@ -1350,14 +1400,14 @@ static void pc_print_header(const struct pc_run *r, const char *date)
 {
 	printf("madoguchi plugin conformance report\n\n");
 	printf("  plugin file    %s (%lld bytes, sha256 %s)\n", r->file_name, r->bytes, r->sha256);
-	if (r->desc != NULL) {
-		printf("  declared       %s %s by \"%s\", plugin ABI %u.%u, %s, %s\n", r->desc->name,
-		       r->desc->version, r->desc->vendor, r->desc->abi_major, r->desc->abi_minor,
+	if (r->decl.loaded) {
+		printf("  declared       %s %s by \"%s\", plugin ABI %u.%u, %s, %s\n", r->decl.name,
+		       r->decl.version, r->decl.vendor, r->decl.abi_major, r->decl.abi_minor,
 		       r->blocking ? "blocking" : "non-blocking",
 		       r->has_cancel ? "with cancel()" : "without cancel()");
 		printf("  certificates   ");
-		for (size_t i = 0; r->desc->certificates[i] != NULL; i++)
-			printf("%s%s", i ? ", " : "", r->desc->certificates[i]);
+		for (size_t i = 0; i < r->decl.certificate_count; i++)
+			printf("%s%s", i ? ", " : "", r->decl.certificates[i]);
 		printf("\n");
 	} else {
 		printf("  declared       unknown (the host did not load the file)\n");
@@ -1395,25 +1445,27 @@ static void pc_print_footer(const struct pc_run *r)
 	json_t *t = pc_totals(r);
 	size_t passed;
 	int v = pc_verdict(r, &passed);
-	printf("\n  figures        %lld fetches: %lld records, %lld errors, %lld timeouts, %lld "
-	       "refused, %lld cancelled;\n"
-	       "                 %lld completions after the ticket was gone (dropped), %lld for "
-	       "tickets never issued;\n"
-	       "                 at most %lld in flight; records took %lld / %lld / %lld ms "
-	       "(min / median / max)\n",
-	       (long long)json_integer_value(json_object_get(t, "fetches")),
-	       (long long)json_integer_value(json_object_get(t, "records")),
-	       (long long)json_integer_value(json_object_get(t, "errors")),
-	       (long long)json_integer_value(json_object_get(t, "timeouts")),
-	       (long long)json_integer_value(json_object_get(t, "refused")),
-	       (long long)json_integer_value(json_object_get(t, "cancelled")),
-	       (long long)json_integer_value(json_object_get(t, "late_completions")),
-	       (long long)json_integer_value(json_object_get(t, "foreign_completions")),
-	       (long long)json_integer_value(json_object_get(t, "max_in_flight")),
-	       (long long)json_integer_value(json_object_get(json_object_get(t, "latency_ms"), "min")),
-	       (long long)json_integer_value(
-		   json_object_get(json_object_get(t, "latency_ms"), "median")),
-	       (long long)json_integer_value(json_object_get(json_object_get(t, "latency_ms"), "max")));
+	printf(
+	    "\n  figures        %lld fetches: %lld records, %lld errors, %lld timeouts, %lld "
+	    "refused, %lld cancelled;\n"
+	    "                 %lld completions after the ticket was gone (dropped), %lld for "
+	    "tickets never issued;\n"
+	    "                 at most %lld in flight; records took %lld / %lld / %lld ms "
+	    "(min / median / max)\n",
+	    (long long)json_integer_value(json_object_get(t, "fetches")),
+	    (long long)json_integer_value(json_object_get(t, "records")),
+	    (long long)json_integer_value(json_object_get(t, "errors")),
+	    (long long)json_integer_value(json_object_get(t, "timeouts")),
+	    (long long)json_integer_value(json_object_get(t, "refused")),
+	    (long long)json_integer_value(json_object_get(t, "cancelled")),
+	    (long long)json_integer_value(json_object_get(t, "late_completions")),
+	    (long long)json_integer_value(json_object_get(t, "foreign_completions")),
+	    (long long)json_integer_value(json_object_get(t, "max_in_flight")),
+	    (long long)json_integer_value(json_object_get(json_object_get(t, "latency_ms"), "min")),
+	    (long long)json_integer_value(
+		json_object_get(json_object_get(t, "latency_ms"), "median")),
+	    (long long)json_integer_value(
+		json_object_get(json_object_get(t, "latency_ms"), "max")));
 	printf("\n  verdict        %s (%zu of %d checks passed)\n",
 	       v == PLUGIN_CHECK_PASS ? "PASS" : "FAIL", passed, PC_CHECK_COUNT);
 	json_decref(t);
@@ -1423,17 +1475,17 @@ static void pc_print_json(const struct pc_run *r, const char *date)
 {
 	json_t *plugin = json_pack("{s:s, s:s, s:I}", "file", r->file_name, "sha256", r->sha256,
 				   "bytes", (json_int_t)r->bytes);
-	if (r->desc != NULL) {
+	if (r->decl.loaded) {
 		char abi[32];
-		snprintf(abi, sizeof abi, "%u.%u", r->desc->abi_major, r->desc->abi_minor);
+		snprintf(abi, sizeof abi, "%u.%u", r->decl.abi_major, r->decl.abi_minor);
 		json_t *certs = json_array();
-		for (size_t i = 0; r->desc->certificates[i] != NULL; i++)
-			json_array_append_new(certs, json_string(r->desc->certificates[i]));
-		json_object_update_new(plugin,
-				       json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:o}", "name",
-						 r->desc->name, "version", r->desc->version, "vendor",
-						 r->desc->vendor, "abi", abi, "blocking", r->blocking,
-						 "cancel", r->has_cancel, "certificates", certs));
+		for (size_t i = 0; i < r->decl.certificate_count; i++)
+			json_array_append_new(certs, json_string(r->decl.certificates[i]));
+		json_object_update_new(
+		    plugin, json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:o}", "name", r->decl.name,
+				      "version", r->decl.version, "vendor", r->decl.vendor, "abi",
+				      abi, "blocking", r->blocking, "cancel", r->has_cancel,
+				      "certificates", certs));
 	}
 	char host_abi[32];
 	snprintf(host_abi, sizeof host_abi, "%u.%u", MDG_PLUGIN_ABI_MAJOR, MDG_PLUGIN_ABI_MINOR);
@@ -1504,11 +1556,12 @@ static int pc_parse(struct pc_run *r, int argc, char **argv)
 				r->config_path = v;
 			} else if (strcmp(a, "--certificate") == 0) {
 				if (record_certificate_index(v) < 0)
-					return pc_usage("--certificate: unknown type '%s' (one of "
-							"residence, residence-record, seal, "
-							"tax-income, koseki-full, koseki-individual, "
-							"koseki-attachment)",
-							v);
+					return pc_usage(
+					    "--certificate: unknown type '%s' (one of "
+					    "residence, residence-record, seal, "
+					    "tax-income, koseki-full, koseki-individual, "
+					    "koseki-attachment)",
+					    v);
 				int dup = 0;
 				for (size_t k = 0; k < r->certs_opt_count; k++)
 					dup |= strcmp(r->certs_opt[k], v) == 0;
@@ -1535,15 +1588,17 @@ static int pc_parse(struct pc_run *r, int argc, char **argv)
 				unsigned long n = strtoul(v, &end, 10);
 				if (errno != 0 || *end != '\0' || v[0] == '-' || n < 1 ||
 				    n > PC_MAX_CONCURRENCY)
-					return pc_usage("--concurrency needs a number from 1 to %u, "
-							"not '%s'",
-							PC_MAX_CONCURRENCY, v);
+					return pc_usage(
+					    "--concurrency needs a number from 1 to %u, "
+					    "not '%s'",
+					    PC_MAX_CONCURRENCY, v);
 				r->concurrency = (unsigned)n;
 			} else {
 				if (strlen(v) != 6 || strspn(v, "0123456789") != 6)
-					return pc_usage("--municipality needs a six-digit code, not "
-							"'%s'",
-							v);
+					return pc_usage(
+					    "--municipality needs a six-digit code, not "
+					    "'%s'",
+					    v);
 				r->municipality = v;
 			}
 		} else if (a[0] == '-' && a[1] != '\0') {
@@ -1572,9 +1627,8 @@ static int pc_parse(struct pc_run *r, int argc, char **argv)
 static int pc_choose_certificates(struct pc_run *r)
 {
 	if (r->certs_opt_count == 0) {
-		for (size_t i = 0;
-		     r->desc->certificates[i] != NULL && i < RECORD_CERTIFICATE_TYPE_COUNT; i++)
-			r->certs[r->cert_count++] = r->desc->certificates[i];
+		for (size_t i = 0; i < r->decl.certificate_count; i++)
+			r->certs[r->cert_count++] = r->decl.certificates[i];
 		return 0;
 	}
 	for (size_t i = 0; i < r->certs_opt_count; i++) {
@@ -1582,7 +1636,8 @@ static int pc_choose_certificates(struct pc_run *r)
 			return pc_usage("--certificate %s: the plugin does not serve it (see its "
 					"descriptor's certificates)",
 					r->certs_opt[i]);
-		r->certs[r->cert_count++] = r->certs_opt[i];
+		r->certs[r->cert_count++] =
+		    record_certificate_types[record_certificate_index(r->certs_opt[i])];
 	}
 	return 0;
 }
@@ -1664,12 +1719,13 @@ int plugin_check_main(int argc, char **argv, bool json)
 	}
 	if (r->host != NULL) {
 		static const pc_check_fn fns[PC_CHECK_COUNT] = {
-		    NULL, check_fetch, check_concurrency, check_deadline, check_cancel,
-		    check_shutdown};
+		    NULL,	    check_fetch,  check_concurrency,
+		    check_deadline, check_cancel, check_shutdown};
 		uint64_t per = r->timeout_ms + PC_TOLERANCE_MS;
 		const uint64_t bounds[PC_CHECK_COUNT] = {
-		    0, per * (r->resident_count * r->cert_count + 1), 2 * per, 2 * per, 3 * per,
-		    4 * per};
+		    0,	     per * (r->resident_count * r->cert_count + 1),
+		    2 * per, 2 * per,
+		    3 * per, 4 * per};
 		for (int id = PC_FETCH; id < PC_CHECK_COUNT; id++) {
 			pc_enter((enum pc_check_id)id, bounds[id]);
 			t0 = pc_now_ms();

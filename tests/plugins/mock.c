@@ -37,9 +37,9 @@ struct mock {
 	mdg_plugin_ctx *ctx;
 	const char *mode;
 	int64_t delay_ms;
-	int64_t capacity;		/* "hold": fetches held at once, 0: no limit */
-	int64_t held;			/* "hold": fetches held now */
-	struct mock_held *held_list;	/* "hold": those fetches */
+	int64_t capacity;	     /* "hold": fetches held at once, 0: no limit */
+	int64_t held;		     /* "hold": fetches held now */
+	struct mock_held *held_list; /* "hold": those fetches */
 	mdg_counter *cancels;
 	mdg_counter *fetches;
 };
@@ -175,8 +175,8 @@ static void mock_held_fired(void *arg)
 #else
 	const char *resident = p->resident_code;
 #endif
-	mdg_record *r = h->record_new(m->ctx, p->certificate, resident, 3, "active",
-				      (int64_t)time(NULL));
+	mdg_record *r =
+	    h->record_new(m->ctx, p->certificate, resident, 3, "active", (int64_t)time(NULL));
 	h->record_set(r, "name", "見本 太郎");
 	mock_release(m, p);
 	h->complete(m->ctx, ticket, MDG_OK, r, NULL);
