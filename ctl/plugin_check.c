@@ -1146,6 +1146,15 @@ static void check_cancel(struct pc_run *r)
 		       "cancel() held the loop thread for %llu ms; it must only mark the fetch "
 		       "and release it, never wait for the backend",
 		       (unsigned long long)max_cancel);
+	else if (ok < n && r->checks[PC_CONCURRENCY].result == PC_FAIL &&
+		 json_integer_value(json_object_get(r->checks[PC_CONCURRENCY].figures, "failed")) >
+		     0)
+		pc_set(c, PC_FAIL,
+		       "after %zu fetches were cancelled, %zu of %zu new fetches failed, but "
+		       "fetches failed at this concurrency without any cancel too (see the "
+		       "concurrency check): run with a --concurrency the plugin and its backend "
+		       "can serve; first: %s",
+		       n, n - ok, n, problem);
 	else if (ok < n)
 		pc_set(c, PC_FAIL,
 		       "after %zu fetches were cancelled, %zu of %zu new fetches failed (%zu "
@@ -1213,7 +1222,11 @@ static void check_concurrency(struct pc_run *r)
 		       "request named (incident I2); first: %s",
 		       crossed, n, pc_problem(r, first_cross, problem, sizeof problem));
 	else if (failed > 0)
-		pc_set(c, PC_FAIL, "%zu of %zu fetches at once failed; first: %s", failed, n,
+		pc_set(c, PC_FAIL, "%zu of %zu fetches at once failed%s; first: %s", failed, n,
+		       first_fail->state == PC_F_REFUSED
+			   ? " (if the plugin refuses beyond its capacity, run with --concurrency "
+			     "at most that)"
+			   : "",
 		       pc_problem(r, first_fail, problem, sizeof problem));
 	else
 		pc_set(c, PC_PASS,
