@@ -22,7 +22,7 @@
  *
  * A tracer (plugin_host_set_trace(), used only by the conformance check) sees every
  * completion, dropped ones included, every cancel() and every blocking fetch() with its
- * times; the daemon sets none, and the cost without one is a clock read per completion.
+ * times; the daemon sets none, and without one the cost is a few clock reads per fetch.
  *
  * Everything here runs on the loop thread except host_complete(), host_log(),
  * host_notify_change(), the record builder, the counters and now_ms(), which any thread may
