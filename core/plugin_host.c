@@ -20,6 +20,10 @@
  * need for every other plugin's types.  A fetch whose deadline passed while it waited is
  * dropped without running.
  *
+ * A tracer (plugin_host_set_trace(), used only by the conformance check) sees every
+ * completion, dropped ones included, every cancel() and every blocking fetch() with its
+ * times; the daemon sets none, and without one the cost is a few clock reads per fetch.
+ *
  * Everything here runs on the loop thread except host_complete(), host_log(),
  * host_notify_change(), the record builder, the counters and now_ms(), which any thread may
  * call.
@@ -94,6 +98,7 @@ struct plugin_completion {
 	mdg_ticket ticket;
 	int status;
 	mdg_record *record;
+	uint64_t at_ms; /* when the plugin called complete() (for the tracer) */
 	char reason[PLUGIN_REASON_MAX];
 };
 
@@ -104,6 +109,7 @@ struct plugin_work {
 	struct plugin_instance *inst;
 	struct mdg_fetch fetch;
 	int rc;
+	uint64_t started_ms, returned_ms; /* of the fetch() call (for the tracer) */
 	char certificate[32];
 	char municipality[16];
 	char resident_code[64];
@@ -137,6 +143,8 @@ struct plugin_host {
 	 * raised from any thread, read on the loop (plugin_host_version_floor()). */
 	pthread_mutex_t fence_lock;
 	GHashTable *fence;
+	plugin_trace_cb trace; /* the conformance check's observer; NULL in the daemon */
+	void *trace_arg;
 };
 
 /* --- host services: logging, config ------------------------------------------------------ */
@@ -267,6 +275,25 @@ static uint64_t host_now_ms(mdg_plugin_ctx *ctx)
 {
 	(void)ctx;
 	return uv_hrtime() / 1000000u;
+}
+
+/* Hands one event to the tracer, if any (loop thread). */
+static void host_trace(struct plugin_host *h, enum plugin_trace_kind kind,
+		       const struct plugin_instance *inst, mdg_ticket ticket, int status, int live,
+		       uint64_t start_ms, uint64_t end_ms)
+{
+	if (h->trace == NULL)
+		return;
+	struct plugin_trace_event ev = {
+	    .kind = kind,
+	    .inst = inst,
+	    .ticket = ticket,
+	    .status = status,
+	    .live = live,
+	    .start_ms = start_ms,
+	    .end_ms = end_ms,
+	};
+	h->trace(h->trace_arg, &ev);
 }
 
 static void host_timer_closed(uv_handle_t *h)
@@ -500,6 +527,17 @@ static void fetch_finish(struct plugin_fetch *f, int status, mdg_record *record,
 	cb(arg, status, record, reason);
 }
 
+/* Tells the plugin the host gave up on ticket (it may have no cancel()). */
+static void plugin_cancel(struct plugin_instance *inst, mdg_ticket ticket)
+{
+	if (inst->desc->cancel == NULL)
+		return;
+	uint64_t start = host_now_ms(&inst->ctx);
+	inst->desc->cancel(inst->state, ticket);
+	host_trace(inst->host, PLUGIN_TRACE_CANCEL, inst, ticket, 0, 0, start,
+		   host_now_ms(&inst->ctx));
+}
+
 static void fetch_deadline(uv_timer_t *t)
 {
 	struct plugin_fetch *f = t->data;
@@ -509,8 +547,7 @@ static void fetch_deadline(uv_timer_t *t)
 	void *arg = f->arg;
 	metrics_inc(inst->m_timeouts);
 	fetch_retire(f);
-	if (inst->desc->cancel != NULL)
-		inst->desc->cancel(inst->state, ticket);
+	plugin_cancel(inst, ticket);
 	cb(arg, MDG_ERR_TIMEOUT, NULL, "the plugin missed its deadline");
 }
 
@@ -519,8 +556,12 @@ void plugin_fetch_abandon(struct plugin_fetch *f)
 	struct plugin_instance *inst = f->inst;
 	mdg_ticket ticket = f->ticket;
 	fetch_retire(f);
-	if (inst->desc->cancel != NULL)
-		inst->desc->cancel(inst->state, ticket);
+	plugin_cancel(inst, ticket);
+}
+
+mdg_ticket plugin_fetch_ticket(const struct plugin_fetch *f)
+{
+	return f->ticket;
 }
 
 /* --- completions ------------------------------------------------------------------------- */
@@ -539,6 +580,7 @@ static void host_complete(mdg_plugin_ctx *ctx, mdg_ticket ticket, int status, md
 	c->ticket = ticket;
 	c->status = status;
 	c->record = record;
+	c->at_ms = host_now_ms(ctx);
 	if (reason != NULL)
 		snprintf(c->reason, sizeof c->reason, "%s", reason);
 	pthread_mutex_lock(&h->lock);
@@ -560,7 +602,10 @@ static void host_drain_completions(uv_async_t *async)
 	while (c != NULL) {
 		struct plugin_completion *next = c->next;
 		struct plugin_fetch *f = fetch_lookup(h, c->ticket);
-		if (f != NULL && f->inst == c->inst) {
+		int live = f != NULL && f->inst == c->inst;
+		host_trace(h, PLUGIN_TRACE_COMPLETION, c->inst, c->ticket, c->status, live,
+			   c->at_ms, host_now_ms(&c->inst->ctx));
+		if (live) {
 			fetch_finish(f, c->status, c->record, c->reason[0] ? c->reason : NULL);
 		} else {
 			/* Timed out, abandoned, already completed, or never ours: drop it. */
@@ -581,7 +626,9 @@ static void plugin_host_finish(struct plugin_host *h);
 static void plugin_work_run(uv_work_t *req)
 {
 	struct plugin_work *w = req->data;
+	w->started_ms = host_now_ms(&w->inst->ctx);
 	w->rc = w->inst->desc->fetch(w->inst->state, &w->fetch);
+	w->returned_ms = host_now_ms(&w->inst->ctx);
 }
 
 static void plugin_work_done(uv_work_t *req, int status);
@@ -624,6 +671,9 @@ static void plugin_work_done(uv_work_t *req, int status)
 	struct plugin_host *h = w->inst->host;
 	h->work_pending--;
 	w->inst->pool_running--;
+	if (status == 0)
+		host_trace(h, PLUGIN_TRACE_BLOCKING_FETCH, w->inst, w->fetch.ticket, w->rc, 0,
+			   w->started_ms, w->returned_ms);
 	if (h->shutting_down) {
 		if (h->work_pending == 0)
 			plugin_host_finish(h);
@@ -1064,6 +1114,8 @@ static void plugin_host_finish(struct plugin_host *h)
 	pthread_mutex_unlock(&h->lock);
 	while (c != NULL) {
 		struct plugin_completion *next = c->next;
+		host_trace(h, PLUGIN_TRACE_COMPLETION, c->inst, c->ticket, c->status, 0, c->at_ms,
+			   host_now_ms(&c->inst->ctx));
 		record_free(c->record);
 		free(c);
 		c = next;
@@ -1129,6 +1181,12 @@ void plugin_host_unload(struct plugin_host *h)
 	free(h);
 }
 
+void plugin_host_set_trace(struct plugin_host *h, plugin_trace_cb cb, void *arg)
+{
+	h->trace = cb;
+	h->trace_arg = arg;
+}
+
 size_t plugin_host_count(const struct plugin_host *h)
 {
 	return h ? h->count : 0;
@@ -1175,4 +1233,12 @@ int plugin_instance_serves(const struct plugin_instance *inst, const char *certi
 uint32_t plugin_instance_in_flight(const struct plugin_instance *inst)
 {
 	return inst->in_flight;
+}
+
+uint32_t plugin_instance_blocking_pending(const struct plugin_instance *inst)
+{
+	uint32_t n = inst->pool_running;
+	for (const struct plugin_work *w = inst->waiting; w != NULL; w = w->next)
+		n++;
+	return n;
 }

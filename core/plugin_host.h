@@ -60,6 +60,9 @@ int plugin_instance_serves(const struct plugin_instance *inst, const char *certi
 uint64_t plugin_instance_timeout_ms(const struct plugin_instance *inst);
 /* Fetches under way now. */
 uint32_t plugin_instance_in_flight(const struct plugin_instance *inst);
+/* Blocking fetches of the instance queued for or running on the thread pool now, whose
+ * fetch() has not returned (0 for a non-blocking plugin); may outlast their tickets. */
+uint32_t plugin_instance_blocking_pending(const struct plugin_instance *inst);
 
 /*
  * Starts a fetch.  Returns MDG_OK and (if handle is not NULL) a handle valid until the
@@ -81,5 +84,47 @@ uint64_t plugin_host_version_floor(struct plugin_host *host, const char *residen
 /* The requester is gone: forget the ticket (the plugin is told to cancel); the callback will
  * not run. */
 void plugin_fetch_abandon(struct plugin_fetch *fetch);
+
+/* The ticket of a fetch under way (valid while its handle is), to match trace events. */
+mdg_ticket plugin_fetch_ticket(const struct plugin_fetch *fetch);
+
+/*
+ * Tracing what a plugin does, for the conformance check (`madoguchictl plugin check`,
+ * ctl/plugin_check.c), which must see what the host hides from requesters: completions it
+ * dropped, how long cancel() and a blocking fetch() took.  The daemon sets no tracer.
+ *
+ *   PLUGIN_TRACE_COMPLETION      the plugin called complete(): status as it gave it, live
+ *                                when the ticket was still live (the requester got it);
+ *                                start_ms when complete() was called, end_ms when the loop
+ *                                matched it.
+ *   PLUGIN_TRACE_CANCEL          the host called cancel() (deadline, abandon or shutdown):
+ *                                start_ms..end_ms is the call.  Not traced when the plugin
+ *                                has no cancel().
+ *   PLUGIN_TRACE_BLOCKING_FETCH  a blocking plugin's fetch() ran on a worker: start_ms..end_ms
+ *                                is the call, status what it returned.
+ *
+ * Times are host->now_ms().  The callback runs on the loop thread, also from inside
+ * plugin_host_shutdown() and plugin_host_unload().
+ */
+enum plugin_trace_kind {
+	PLUGIN_TRACE_COMPLETION,
+	PLUGIN_TRACE_CANCEL,
+	PLUGIN_TRACE_BLOCKING_FETCH,
+};
+
+struct plugin_trace_event {
+	enum plugin_trace_kind kind;
+	const struct plugin_instance *inst;
+	mdg_ticket ticket;
+	int status;
+	int live;
+	uint64_t start_ms;
+	uint64_t end_ms;
+};
+
+typedef void (*plugin_trace_cb)(void *arg, const struct plugin_trace_event *event);
+
+/* Sets (or, with cb NULL, clears) the host's tracer. */
+void plugin_host_set_trace(struct plugin_host *host, plugin_trace_cb cb, void *arg);
 
 #endif

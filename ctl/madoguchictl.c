@@ -46,6 +46,7 @@
 #include "audit.h"
 #include "doccode.h"
 #include "ossl.h"
+#include "plugin_check.h"
 #include "record.h"
 #include "render.h"
 #include "suslist.h"
@@ -107,6 +108,7 @@ static int cmd_suspend(const struct ctl_context *ctx, int argc, char **argv);
 static int cmd_resume(const struct ctl_context *ctx, int argc, char **argv);
 static int cmd_suspensions(const struct ctl_context *ctx, int argc, char **argv);
 static int cmd_ministry(const struct ctl_context *ctx, int argc, char **argv);
+static int cmd_plugin(const struct ctl_context *ctx, int argc, char **argv);
 
 /* The subcommands, in the order usage lists them. Append rows; keep `help` last. */
 static const struct ctl_command ctl_commands[] = {
@@ -154,6 +156,13 @@ static const struct ctl_command ctl_commands[] = {
      "                         TIME is YYYY-MM-DDTHH:MM:SSZ (UTC); --expires also takes a\n"
      "                         duration from now: 30d, 12h, 90m (docs/kill-switch.md)",
      cmd_ministry},
+    {"plugin", "check PATH.so --resident CODE --resident CODE... [--config FILE.yaml]",
+     "offline (no daemon): load a plugin in a scratch host, run the conformance\n"
+     "                         checks (abi, fetch, deadline, cancel, concurrency, shutdown) and\n"
+     "                         print a report for its delivery; also [--certificate TYPE]...\n"
+     "                         [--concurrency N] [--municipality CODE] [--json]; exit 0 when\n"
+     "                         every check passes, 1 when one fails (docs/plugin-sdk.md)",
+     cmd_plugin},
     {"help", "", "show this help", cmd_help},
 };
 
@@ -2381,6 +2390,15 @@ static int cmd_ministry(const struct ctl_context *ctx, int argc, char **argv)
 			       "or 'sign LIST.yaml --key K.key --sequence N --expires TIME'");
 }
 
+/* cmd_plugin: "plugin check PATH.so ..." (ctl/plugin_check.c), offline. */
+static int cmd_plugin(const struct ctl_context *ctx, int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "check") == 0)
+		return plugin_check_main(argc - 1, argv + 1, ctx->json_output);
+	return ctl_usage_error("plugin: the subcommand is 'check PATH.so --resident CODE "
+			       "--resident CODE ...'");
+}
+
 /* ctl_usage: the full help text, generated from ctl_commands[]; to `out`. */
 static void ctl_usage(FILE *out)
 {
@@ -2389,8 +2407,9 @@ static void ctl_usage(FILE *out)
 		"       " CTL_PROG " --help | --version\n"
 		"\n"
 		"Administers a running madoguchid through its admin API (a Unix socket).\n"
-		"render, verify, audit, ministry keygen and ministry sign work offline,\n"
-		"without a daemon (docs/documents.md, docs/kill-switch.md).\n"
+		"render, verify, audit, ministry keygen, ministry sign and plugin check work\n"
+		"offline, without a daemon (docs/documents.md, docs/kill-switch.md,\n"
+		"docs/plugin-sdk.md).\n"
 		"\n"
 		"Commands:\n");
 	for (size_t i = 0; i < sizeof ctl_commands / sizeof ctl_commands[0]; i++) {
@@ -2417,7 +2436,8 @@ static void ctl_usage(FILE *out)
 		"  0  success\n"
 		"  1  the daemon answered with an error (printed as: title: detail (code));\n"
 		"     render: the record could not be rendered; verify: the code does not verify;\n"
-		"     ministry keygen/sign: a file or key is unusable (the message says where)\n"
+		"     ministry keygen/sign: a file or key is unusable (the message says where);\n"
+		"     plugin check: a conformance check failed (the report says which)\n"
 		"  2  usage error\n"
 		"  3  the daemon could not be reached (no socket, refused, timed out)\n",
 		CTL_DEFAULT_TIMEOUT_S);

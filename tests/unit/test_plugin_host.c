@@ -408,6 +408,81 @@ static void an_abandoned_fetch_never_calls_back_and_is_cancelled(void **state)
 	assert_int_equal(metric("madoguchi_plugin_late_completions_total{plugin=\"m\"} "), 1);
 }
 
+/* What the tracer of plugin_host_set_trace() saw, for the conformance check's hook. */
+struct trace_log {
+	int completions, dropped, cancels, blocking;
+	mdg_ticket ticket;
+	int same_ticket;
+	uint64_t completed_ms, cancelled_ms, ran_ms;
+};
+
+static void trace_into(void *arg, const struct plugin_trace_event *ev)
+{
+	struct trace_log *t = arg;
+	t->same_ticket += memcmp(ev->ticket.bytes, t->ticket.bytes, sizeof t->ticket.bytes) == 0;
+	if (ev->kind == PLUGIN_TRACE_COMPLETION) {
+		t->completions++;
+		t->dropped += !ev->live;
+		t->completed_ms = ev->start_ms;
+	} else if (ev->kind == PLUGIN_TRACE_CANCEL) {
+		t->cancels++;
+		t->cancelled_ms = ev->start_ms;
+	} else {
+		t->blocking++;
+		t->ran_ms = ev->end_ms - ev->start_ms;
+	}
+}
+
+static void the_tracer_sees_cancels_and_dropped_completions(void **state)
+{
+	struct hf_fixture *fx = *state;
+	/* "late" answers after 100 ms even when cancelled; the deadline is 20 ms. */
+	struct plugin_instance *m = load_mock(fx, "late", 20, 8);
+	struct trace_log t = {0};
+	plugin_host_set_trace(fx->host, trace_into, &t);
+	struct outcome o = {0};
+	struct plugin_fetch *handle = NULL;
+	uint64_t start = uv_hrtime() / 1000000u;
+	assert_int_equal(plugin_fetch(m, "residence", "141003", "12345678901", 0, 20,
+				      record_outcome, &o, &handle),
+			 MDG_OK);
+	t.ticket = plugin_fetch_ticket(handle);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o.status, MDG_ERR_TIMEOUT);
+	assert_int_equal(t.cancels, 1);
+	assert_int_equal(t.completions, 1);
+	assert_int_equal(t.dropped, 1);
+	assert_int_equal(t.same_ticket, 2);
+	assert_true(t.cancelled_ms >= start + 20);
+	assert_true(t.completed_ms >= start + 100);
+}
+
+static void the_tracer_times_a_blocking_fetch(void **state)
+{
+	struct hf_fixture *fx = *state;
+	install_plugin(fx, "blocking_mock", "b.so", 0755);
+	write_config(fx, "  b:\n    file: b.so\n    config: {mode: delay, delay_ms: 60}\n");
+	assert_int_equal(load(fx), 0);
+	struct trace_log t = {0};
+	plugin_host_set_trace(fx->host, trace_into, &t);
+	struct outcome o = {0};
+	struct plugin_fetch *handle = NULL;
+	struct plugin_instance *b = plugin_host_find(fx->host, "b");
+	assert_int_equal(plugin_fetch(b, "residence", "141003", "12345678901", 0, 2000,
+				      record_outcome, &o, &handle),
+			 MDG_OK);
+	t.ticket = plugin_fetch_ticket(handle);
+	assert_int_equal(plugin_instance_blocking_pending(b), 1);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(o.status, MDG_OK);
+	assert_int_equal(plugin_instance_blocking_pending(b), 0);
+	assert_int_equal(t.blocking, 1);
+	assert_int_equal(t.completions, 1);
+	assert_int_equal(t.dropped, 0);
+	assert_int_equal(t.same_ticket, 2);
+	assert_true(t.ran_ms >= 60);
+}
+
 static void a_type_the_plugin_does_not_serve_is_not_fetched(void **state)
 {
 	struct hf_fixture *fx = *state;
@@ -563,6 +638,9 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_type_the_plugin_does_not_serve_is_not_fetched, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(the_tracer_sees_cancels_and_dropped_completions, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(the_tracer_times_a_blocking_fetch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_slow_blocking_plugin_holds_at_most_half_the_pool,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_fetch_whose_deadline_passes_while_waiting_never_runs,
