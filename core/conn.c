@@ -927,18 +927,26 @@ int listener_open_unix(struct listener *l, uv_loop_t *loop, const char *path, ui
 	struct stat st;
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(path);
+	const char *step = "bind"; /* which step failed, for the operator */
 	rc = uv_pipe_bind(&l->h.pipe, path);
-	if (rc == 0 && chmod(path, (mode_t)mode) != 0)
+	if (rc == 0 && chmod(path, (mode_t)mode) != 0) {
+		step = "set the mode of";
 		rc = uv_translate_sys_error(errno);
+	}
 	if (rc == 0 && group != NULL) {
 		struct group *gr = getgrnam(group);
+		step = gr == NULL ? "find the group (no such group) for"
+				  : "give the group to (chown; is the daemon a member, and does a "
+				    "system call filter allow chown?)";
 		if (gr == NULL || chown(path, (uid_t)-1, gr->gr_gid) != 0)
 			rc = gr == NULL ? UV_EINVAL : uv_translate_sys_error(errno);
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		step = "listen on";
 		rc = uv_listen(&l->h.stream, 64, listener_connection_cb);
+	}
 	if (rc != 0) {
-		snprintf(msg, msg_size, "listener %s: cannot listen on %s: %s", l->name, path,
+		snprintf(msg, msg_size, "listener %s: cannot %s %s: %s", l->name, step, path,
 			 uv_strerror(rc));
 		uv_close(&l->h.handle, NULL);
 		return rc;
