@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <yaml.h>
 
 #include "config.h"
@@ -1432,6 +1433,67 @@ static int config_check_issuance(struct loader *ld, struct config *cfg)
 	return 0;
 }
 
+const char *const config_start_only[CONFIG_START_ONLY_COUNT] = {"plugin_dir", "plugins", "issuance",
+								"ministry"};
+
+/* Adds node's subtree to md: kinds, scalar bytes with their lengths, in document order.  Stops
+ * (returns -1) past *budget nodes, so aliases cannot make it walk a tree larger than the file. */
+static int config_digest_node(yaml_document_t *doc, yaml_node_t *node, EVP_MD_CTX *md,
+			      size_t *budget)
+{
+	if (node == NULL || (*budget)-- == 0)
+		return -1;
+	unsigned char kind = (unsigned char)node->type;
+	EVP_DigestUpdate(md, &kind, 1);
+	if (node->type == YAML_SCALAR_NODE) {
+		uint64_t len = node->data.scalar.length;
+		EVP_DigestUpdate(md, &len, sizeof len);
+		EVP_DigestUpdate(md, node->data.scalar.value, node->data.scalar.length);
+	} else if (node->type == YAML_SEQUENCE_NODE) {
+		for (yaml_node_item_t *it = node->data.sequence.items.start;
+		     it < node->data.sequence.items.top; it++)
+			if (config_digest_node(doc, yaml_document_get_node(doc, *it), md, budget) !=
+			    0)
+				return -1;
+	} else if (node->type == YAML_MAPPING_NODE) {
+		for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
+		     p < node->data.mapping.pairs.top; p++)
+			if (config_digest_node(doc, yaml_document_get_node(doc, p->key), md,
+					       budget) != 0 ||
+			    config_digest_node(doc, yaml_document_get_node(doc, p->value), md,
+					       budget) != 0)
+				return -1;
+	}
+	kind = 0xff; /* end of this node: [a] [b] differs from [a, b] */
+	EVP_DigestUpdate(md, &kind, 1);
+	return 0;
+}
+
+/* Fills cfg->start_only_digest from the top-level mapping root of doc.  A digest that cannot be
+ * made is left all 0xff, which differs from any real one: a reload then reports a change. */
+static void config_digest_start_only(yaml_document_t *doc, yaml_node_t *root, struct config *cfg)
+{
+	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *key = yaml_document_get_node(doc, p->key);
+		for (size_t i = 0;
+		     key != NULL && key->type == YAML_SCALAR_NODE && i < CONFIG_START_ONLY_COUNT;
+		     i++) {
+			if (strcmp((const char *)key->data.scalar.value, config_start_only[i]) != 0)
+				continue;
+			size_t budget = (size_t)(doc->nodes.top - doc->nodes.start);
+			unsigned int len = 0;
+			EVP_MD_CTX *md = EVP_MD_CTX_new();
+			if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+			    config_digest_node(doc, yaml_document_get_node(doc, p->value), md,
+					       &budget) != 0 ||
+			    EVP_DigestFinal_ex(md, cfg->start_only_digest[i], &len) != 1)
+				memset(cfg->start_only_digest[i], 0xff, 32);
+			EVP_MD_CTX_free(md);
+		}
+	}
+}
+
 /* Parses the open file into ld->doc and walks it into cfg.  The caller deletes the document. */
 static int config_read(struct loader *ld, FILE *fp, struct config *cfg, bool *have_doc)
 {
@@ -1486,6 +1548,8 @@ static int config_read(struct loader *ld, FILE *fp, struct config *cfg, bool *ha
 		goto out;
 	}
 	rc = config_walk_section(ld, top_fields, (unsigned char *)cfg, "", root, root->start_mark);
+	if (rc == 0)
+		config_digest_start_only(ld->doc, root, cfg);
 	if (rc == 0 && cfg->issuance.enabled)
 		rc = config_check_issuance(ld, cfg);
 	if (rc == 0 && cfg->ministry.enabled)

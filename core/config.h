@@ -175,6 +175,11 @@ struct config_ministry {
 	uint64_t feed_timeout_ms;  /* one poll, connect to last byte */
 };
 
+/* The top-level sections the daemon reads at start only: the plugin host, the issuance
+ * service and the kill switch keep what they loaded; a reload applies none of them. */
+#define CONFIG_START_ONLY_COUNT 4
+extern const char *const config_start_only[CONFIG_START_ONLY_COUNT];
+
 struct config {
 	char *path;	/* the file it was loaded from, absolute */
 	char *data_dir; /* absolute */
@@ -192,6 +197,9 @@ struct config {
 	size_t plugin_count;
 	struct config_issuance issuance;
 	struct config_ministry ministry;
+	/* SHA-256 of the YAML of each section a reload does not apply (config_start_only[]), so
+	 * that a reload can say which of them changed; all zero for a section not in the file. */
+	unsigned char start_only_digest[CONFIG_START_ONLY_COUNT][32];
 	int refs; /* atomic; see config_ref() */
 };
 

@@ -115,13 +115,24 @@ static void server_report_restart_needed(const struct config *old, const struct 
 					old->metrics.port != new->metrics.port))},
 	    {"data_dir", strcmp(old->data_dir, new->data_dir) != 0},
 	    {"worker_threads", old->worker_threads != new->worker_threads},
+	    {"listeners.admin.mode", old->admin.mode != new->admin.mode},
+	    {"listeners.admin.group",
+	     (old->admin.group == NULL) != (new->admin.group == NULL) ||
+		 (old->admin.group != NULL && strcmp(old->admin.group, new->admin.group) != 0)},
 	};
+	const char *detail = "this setting is applied at start only; the running value stays "
+			     "until the daemon is restarted";
 	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
 		if (checks[i].differs)
 			log_event(LOG_WARN, "reload_restart_required", "{s:s, s:s}", "key",
-				  checks[i].key, "detail",
-				  "this setting is applied at start only; the running value stays "
-				  "until the daemon is restarted");
+				  checks[i].key, "detail", detail);
+	}
+	/* The plugin host, the issuance service and the kill switch keep what they loaded. */
+	for (size_t i = 0; i < CONFIG_START_ONLY_COUNT; i++) {
+		if (memcmp(old->start_only_digest[i], new->start_only_digest[i],
+			   sizeof old->start_only_digest[i]) != 0)
+			log_event(LOG_WARN, "reload_restart_required", "{s:s, s:s}", "key",
+				  config_start_only[i], "detail", detail);
 	}
 }
 

@@ -121,6 +121,25 @@ def run_reload(tap, d):
     tap.check('madoguchi_config_reloads_total{result="applied"} counts both reloads',
               applied_counted)
 
+    def start_only_reported():
+        expect(not d.events("reload_restart_required"),
+               "reloads of limits and TLS material reported %r"
+               % d.events("reload_restart_required"))
+        d.config["plugin_dir"] = d.path("data")
+        d.config["listeners"]["admin"]["mode"] = "0600"
+        d.write_config()
+        n = len(d.events("reloaded"))
+        d.signal(signal.SIGHUP)
+        d.wait_event("reloaded", count=n + 1)
+        keys = sorted(e.get("key") for e in d.events("reload_restart_required"))
+        expect(keys == ["listeners.admin.mode", "plugin_dir"],
+               "reload_restart_required for %r, want the admin mode and plugin_dir" % keys)
+        mode = os.stat(d.admin_sock).st_mode & 0o777
+        expect(mode == 0o660, "the socket's mode changed to %o without a restart" % mode)
+    tap.check("SIGHUP with a changed plugin_dir and admin socket mode: reload_restart_required "
+              "names exactly those two (applied at start only), and the socket keeps its mode",
+              start_only_reported)
+
 
 def run_drain(tap, d):
     h = d.store()
