@@ -1232,10 +1232,13 @@ static void audit_stop_checkpointer(struct audit *a)
 
 static void audit_free(struct audit *a)
 {
-	audit_stop_checkpointer(a);
-	audit_close_writer(&a->w);
+	/* The read-only lookup connection first: the last connection to close checkpoints the
+	 * WAL into the database and removes it, which a read-only one cannot do.  So a clean stop
+	 * leaves audit.sqlite whole, without -wal and -shm files beside it. */
 	sqlite3_finalize(a->lookup);
 	sqlite3_close(a->read_db);
+	audit_stop_checkpointer(a);
+	audit_close_writer(&a->w);
 	pthread_mutex_destroy(&a->lock);
 	pthread_mutex_destroy(&a->read_lock);
 	pthread_cond_destroy(&a->work);

@@ -215,13 +215,17 @@ def run_points(tap, city):
             d.signal(signal.SIGTERM)
             code = d.wait_exit(timeout=40 * SLACK)
             expect(code == 0, "exit %r" % code)
+        left = [f for f in ("audit.sqlite-wal", "audit.sqlite-shm")
+                if os.path.exists(d.path("data/" + f))]
+        expect(not left, "a clean stop left %s beside the audit database" % left)
         got = judge(load, d, lost_ok=True)
         tap.diag("SIGTERM under load: %r" % dict(got))
         expect(got[201] >= 150, "too few 201: %r" % dict(got))
         audit_verify(d, city)
-    tap.check("SIGTERM during a load of 16 connections: exit 0 after the drain; every 201 "
-              "verifies and has one ISSUED row, no request without an answer was issued, no "
-              "request_id has two rows, the audit verifies", term)
+    tap.check("SIGTERM during a load of 16 connections: exit 0 after the drain, the audit "
+              "database whole (no -wal or -shm file left); every 201 verifies and has one ISSUED "
+              "row, no request without an answer was issued, no request_id has two rows, the "
+              "audit verifies", term)
 
     # -- 3. kill -9 during a burst with a local suspension in force
     def kill9():
