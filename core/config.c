@@ -1470,7 +1470,8 @@ static int config_digest_node(yaml_document_t *doc, yaml_node_t *node, EVP_MD_CT
 }
 
 /* Fills cfg->start_only_digest from the top-level mapping root of doc.  A digest that cannot be
- * made is left all 0xff, which differs from any real one: a reload then reports a change. */
+ * made (out of memory; more nodes than the file has) is left all 0xff, which differs from any
+ * real one, so a reload reports a change rather than miss one. */
 static void config_digest_start_only(yaml_document_t *doc, yaml_node_t *root, struct config *cfg)
 {
 	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;

@@ -24,7 +24,9 @@
 #include "sdnotify.h"
 
 /* Appends "STATUS=" and status, newlines and other control characters made spaces (the
- * protocol is one assignment per line), cut at SDNOTIFY_STATUS_MAX bytes. */
+ * protocol is one assignment per line), cut at SDNOTIFY_STATUS_MAX bytes but never inside a
+ * UTF-8 character: systemd ignores a STATUS= that is not valid UTF-8 (config values, and so
+ * refused-reload messages, may be Japanese). */
 static void sdnotify_append_status(char *out, size_t out_size, const char *status)
 {
 	size_t n = strlen(out);
@@ -32,8 +34,17 @@ static void sdnotify_append_status(char *out, size_t out_size, const char *statu
 	if (w < 0 || (size_t)w >= out_size - n)
 		return;
 	n += (size_t)w;
-	for (size_t i = 0; i < SDNOTIFY_STATUS_MAX && status[i] != '\0' && n + 1 < out_size; i++)
+	size_t start = n, i = 0;
+	for (; i < SDNOTIFY_STATUS_MAX && status[i] != '\0' && n + 1 < out_size; i++)
 		out[n++] = (unsigned char)status[i] < 0x20 ? ' ' : status[i];
+	/* Cut before the text's end: drop a trailing partial character (continuation bytes and
+	 * the lead byte they belong to). */
+	if (status[i] != '\0' && ((unsigned char)status[i] & 0xC0) == 0x80) {
+		while (n > start && ((unsigned char)out[n - 1] & 0xC0) == 0x80)
+			n--;
+		if (n > start && ((unsigned char)out[n - 1] & 0xC0) == 0xC0)
+			n--;
+	}
 	out[n] = '\0';
 }
 

@@ -99,7 +99,11 @@ void server_drain(struct server *s)
 	uv_timer_start(&s->drain_timer, server_drain_timeout, s->cfg->drain_timeout_ms, 0);
 }
 
-/* Logs, for each address that differs, that applying it needs a restart. */
+/*
+ * Logs, for each start-only setting of new that differs from old (the configuration read at
+ * start, which those settings still have), that applying it needs a restart.  So a second
+ * reload of a changed file warns again, and reverting the change warns no more.
+ */
 static void server_report_restart_needed(const struct config *old, const struct config *new)
 {
 	struct {
@@ -161,7 +165,7 @@ int server_reload(struct server *s, char *msg, size_t msg_size)
 		config_unref(fresh);
 		goto fail;
 	}
-	server_report_restart_needed(s->cfg, fresh);
+	server_report_restart_needed(s->started_cfg, fresh);
 	SSL_CTX_free(s->store.ssl_ctx); /* live connections hold their own reference */
 	s->store.ssl_ctx = ctx;
 	s->store.limits = fresh->store.limits;
@@ -215,6 +219,7 @@ int server_start(struct server *s, uv_loop_t *loop, struct config *cfg, char *ms
 	memset(s, 0, sizeof *s);
 	s->loop = loop;
 	s->cfg = config_ref(cfg);
+	s->started_cfg = config_ref(cfg);
 	s->started_at = time(NULL);
 	log_set_level((enum log_level)cfg->log.level);
 
@@ -292,4 +297,6 @@ void server_free(struct server *s)
 	s->store.ssl_ctx = NULL;
 	config_unref(s->cfg);
 	s->cfg = NULL;
+	config_unref(s->started_cfg);
+	s->started_cfg = NULL;
 }

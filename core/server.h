@@ -19,8 +19,9 @@
 
 struct server {
 	uv_loop_t *loop;
-	struct config *cfg;		   /* current; replaced by a successful reload */
-	struct plugin_host *plugins;	   /* loaded at start from the config of that time */
+	struct config *cfg;	     /* current; replaced by a successful reload */
+	struct config *started_cfg;  /* the one read at start: what start-only settings still are */
+	struct plugin_host *plugins; /* loaded at start from the config of that time */
 	struct issuance_service *issuance; /* NULL without an issuance section */
 	struct listener store;
 	struct listener admin;

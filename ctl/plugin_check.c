@@ -298,15 +298,14 @@ static void pc_figure(struct pc_check *c, const char *key, json_int_t value)
 	json_object_set_new(c->figures, key, json_integer(value));
 }
 
-static int pc_is_alnum(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
+/* A code cut off at the end of a text (the host cuts long reasons) is still scrubbed when at
+ * least this much of it is there. */
+#define PC_SCRUB_MIN_PREFIX 3
 
 /*
- * Copies text into out, each occurrence of a given resident code (as a whole word: not
- * inside a longer run of letters and digits) replaced by "resident #N", so that a plugin's
- * reason text cannot carry one into the report.
+ * Copies text into out, each occurrence of a given resident code replaced by "resident #N",
+ * wherever it stands (also glued to other letters and digits), and so is the start of a code
+ * that the end of the text cut off: a plugin's reason text cannot carry one into the report.
  */
 static void pc_scrub(const struct pc_run *r, const char *text, char *out, size_t size)
 {
@@ -314,13 +313,14 @@ static void pc_scrub(const struct pc_run *r, const char *text, char *out, size_t
 	if (size == 0)
 		return;
 	for (const char *p = text; p != NULL && *p != '\0' && o + 1 < size;) {
-		size_t best = 0, best_len = 0;
+		size_t best = 0, best_len = 0, rest = strlen(p);
 		for (size_t i = 0; i < r->resident_count; i++) {
 			size_t n = strlen(r->residents[i]);
-			if (n > best_len && strncmp(p, r->residents[i], n) == 0 &&
-			    (p == text || !pc_is_alnum(p[-1])) && !pc_is_alnum(p[n])) {
+			size_t m = n <= rest ? n : rest; /* rest < n: only a cut-off start */
+			if (m > best_len && (m == n || m >= PC_SCRUB_MIN_PREFIX) &&
+			    strncmp(p, r->residents[i], m) == 0) {
 				best = i;
-				best_len = n;
+				best_len = m;
 			}
 		}
 		if (best_len > 0) {
@@ -663,7 +663,8 @@ static void pc_map_error(const struct pc_run *r, const char *scratch, char *msg,
 	for (const char *p = msg + n + used; *p != '\0' && o + 1 < sizeof rest;) {
 		int l = 0, k = 0;
 		if (r->config_path != NULL && strncmp(p, "line ", 5) == 0 &&
-		    sscanf(p + 5, "%d%n", &l, &k) == 1 && l >= r->config_first_line) {
+		    sscanf(p + 5, "%d%n", &l, &k) == 1 && r->config_first_line > 0 &&
+		    l >= r->config_first_line) {
 			int col2 = 0, k2 = 0;
 			int w;
 			if (sscanf(p + 5 + k, ", column %d%n", &col2, &k2) == 1 && k2 > 0)
@@ -680,7 +681,7 @@ static void pc_map_error(const struct pc_run *r, const char *scratch, char *msg,
 		}
 	}
 	rest[o] = '\0';
-	if (r->config_path != NULL && line >= r->config_first_line)
+	if (r->config_path != NULL && r->config_first_line > 0 && line >= r->config_first_line)
 		snprintf(msg, size, "%.300s:%d:%d: %.600s", r->config_path,
 			 line - r->config_first_line + 1,
 			 col > PC_CONFIG_INDENT ? col - PC_CONFIG_INDENT : 1, rest);

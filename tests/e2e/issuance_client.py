@@ -261,7 +261,14 @@ def send_together(d, jobs, connections=None, timeout=harness.IO_TIMEOUT):
     lock = threading.Lock()
     nxt = [0]
 
-    def worker():
+    def next_job(k, first):
+        if connections is None:  # job k on connection k, and nothing else
+            return k if first else len(jobs)
+        with lock:
+            nxt[0] += 1
+            return nxt[0] - 1
+
+    def worker(k):
         c = Client.for_daemon(d, timeout=timeout)
         try:
             try:
@@ -269,10 +276,10 @@ def send_together(d, jobs, connections=None, timeout=harness.IO_TIMEOUT):
                 gate.wait(timeout=30)
             except (OSError, threading.BrokenBarrierError):
                 gate.abort()  # the others go on; this one connects again when it sends
+            first = True
             while True:
-                with lock:
-                    i = nxt[0]
-                    nxt[0] += 1
+                i = next_job(k, first)
+                first = False
                 if i >= len(jobs):
                     return
                 try:
@@ -283,7 +290,7 @@ def send_together(d, jobs, connections=None, timeout=harness.IO_TIMEOUT):
         finally:
             c.close()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(n)]
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(n)]
     for t in threads:
         t.start()
     for t in threads:

@@ -90,7 +90,7 @@ def private_values(rows):
 
 
 def expect_private(run, values):
-    leaked = sorted(v for v in values if v and v in run.out)
+    leaked = sorted(v for v in values if v and v in run.out + run.err)
     expect(not leaked, "the report holds personal data %r\n%s" % (leaked, run.out))
 
 
@@ -317,11 +317,26 @@ def broken_checks(work, pool):
     )
     refused = pool.submit(Run, [os.path.join(TEST_PLUGINS, "bad_major.so")]
                           + residents_args(codes))
+    leaky_conf = os.path.join(work, "leaky.yaml")
+    with open(leaky_conf, "w") as f:
+        f.write("mode: leaky\n")
+    leaky = mock("mock", leaky_conf)
     private = set(codes) | {"見本", "太郎"}
-    return lambda tap: judge_broken(tap, good, cases, refused.result(), private)
+    return lambda tap: judge_broken(tap, good, cases, refused.result(), private, leaky.result())
 
 
-def judge_broken(tap, good, cases, refused, private):
+def judge_broken(tap, good, cases, refused, private, leaky):
+    def scrubbed():
+        expect(leaky.code == 1 and leaky.results.get("fetch", ("",))[0] == "FAIL",
+               leaky.describe())
+        expect("rcresident #" in leaky.out, "the glued code was not replaced:\n" + leaky.out)
+        expect_private(leaky, private)
+        for code in private:  # the code cut at the end: its first five characters
+            expect(code[:5] not in leaky.out + leaky.err,
+                   "a cut-off resident code reached the report:\n" + leaky.out)
+    tap.check("a plugin whose reasons carry resident codes (glued to letters, cut off at the "
+              "end) fails, and the report and stderr name them only as resident #N", scrubbed)
+
     for run_f, label in good:
         run = run_f.result()
 

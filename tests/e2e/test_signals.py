@@ -136,9 +136,22 @@ def run_reload(tap, d):
                "reload_restart_required for %r, want the admin mode and plugin_dir" % keys)
         mode = os.stat(d.admin_sock).st_mode & 0o777
         expect(mode == 0o660, "the socket's mode changed to %o without a restart" % mode)
+        # Compared with what runs (the start's values): a second reload warns again ...
+        d.signal(signal.SIGHUP)
+        d.wait_event("reloaded", count=n + 2)
+        expect(len(d.events("reload_restart_required")) == 4,
+               "a second reload of the changed file: %r" % d.events("reload_restart_required"))
+        # ... and the file changed back to what runs warns no more.
+        del d.config["plugin_dir"]
+        del d.config["listeners"]["admin"]["mode"]
+        d.write_config()
+        d.signal(signal.SIGHUP)
+        d.wait_event("reloaded", count=n + 3)
+        expect(len(d.events("reload_restart_required")) == 4,
+               "the file changed back: %r" % d.events("reload_restart_required"))
     tap.check("SIGHUP with a changed plugin_dir and admin socket mode: reload_restart_required "
-              "names exactly those two (applied at start only), and the socket keeps its mode",
-              start_only_reported)
+              "names exactly those two (applied at start only), again on the next reload, not "
+              "once the file says what runs; the socket keeps its mode", start_only_reported)
 
 
 def run_drain(tap, d):

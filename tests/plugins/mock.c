@@ -9,7 +9,9 @@
  * "hold" behaves as a well-made networked plugin should: it answers after delay_ms with a
  * current record, or with MDG_ERR_TIMEOUT at the fetch's deadline if that comes first; cancel()
  * releases the fetch at once; at most `capacity` fetches are held (0: no limit), more are
- * refused with MDG_ERR_UNAVAILABLE, as a backend's connection pool would.
+ * refused with MDG_ERR_UNAVAILABLE, as a backend's connection pool would.  "leaky" refuses
+ * every fetch with a reason that breaks the SDK's rule: it carries the resident code, glued to
+ * letters, and again at its end where the host cuts long reasons (plugin check must scrub both).
  * Built several times with a -D that breaks one thing, for the loader's refusals; with
  * -DMOCK_BLOCKING it is a blocking plugin (MDG_PLUGIN_BLOCKING) whose "delay" sleeps in
  * fetch() on the host's thread pool, as a slow synchronous backend does.
@@ -89,8 +91,8 @@ static int mock_init(const mdg_host *host, mdg_plugin_ctx *ctx, void **instance)
 		free(m);
 		return MDG_ERR_INVALID;
 	}
-	const char *modes[] = {"ok",	  "delay",   "never",  "late", "error",
-			       "invalid", "foreign", "notify", "hold", NULL};
+	const char *modes[] = {"ok",	  "delay",  "never", "late",  "error", "invalid",
+			       "foreign", "notify", "hold",  "leaky", NULL};
 	int known = 0;
 	for (int i = 0; modes[i] != NULL; i++)
 		known |= strcmp(modes[i], m->mode) == 0;
@@ -98,7 +100,7 @@ static int mock_init(const mdg_host *host, mdg_plugin_ctx *ctx, void **instance)
 		free(m);
 		return host->config_error(ctx, "mode",
 					  "expected ok, delay, never, late, error, invalid, "
-					  "foreign, notify or hold");
+					  "foreign, notify, hold or leaky");
 	}
 	m->cancels = host->counter(ctx, "mock_cancels", "Fetches the host cancelled.", "");
 	m->fetches = host->counter(ctx, "mock_fetches", "Fetches started.", "");
@@ -223,6 +225,16 @@ static int mock_fetch(void *instance, const struct mdg_fetch *f)
 	m->host->counter_add(m->fetches, 1);
 	if (strcmp(m->mode, "hold") == 0)
 		return mock_hold(m, f);
+	if (strcmp(m->mode, "leaky") == 0) {
+		/* 190 bytes, then the code: the host keeps 199 bytes of a reason. */
+		char reason[400];
+		int n = snprintf(reason, sizeof reason, "backend said rc%sx; ", f->resident_code);
+		while (n > 0 && n < 190)
+			reason[n++] = '.';
+		snprintf(reason + n, sizeof reason - (size_t)n, "%s", f->resident_code);
+		m->host->complete(m->ctx, f->ticket, MDG_ERR_BACKEND, NULL, reason);
+		return MDG_OK;
+	}
 	if (strcmp(m->mode, "error") == 0)
 		return MDG_ERR_BACKEND;
 	if (strcmp(m->mode, "never") == 0)
