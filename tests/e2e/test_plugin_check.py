@@ -321,11 +321,21 @@ def broken_checks(work, pool):
     with open(leaky_conf, "w") as f:
         f.write("mode: leaky\n")
     leaky = mock("mock", leaky_conf)
+    overflow = mock("stack_overflow", fast)
     private = set(codes) | {"見本", "太郎"}
-    return lambda tap: judge_broken(tap, good, cases, refused.result(), private, leaky.result())
+    return lambda tap: judge_broken(tap, good, cases, refused.result(), private, leaky.result(),
+                                    overflow.result())
 
 
-def judge_broken(tap, good, cases, refused, private, leaky):
+def judge_broken(tap, good, cases, refused, private, leaky, overflow):
+    def crashed():
+        expect(overflow.code == 1, overflow.describe())
+        expect(re.search(r"^  FAIL  fetch +the plugin crashed \(signal 11\) during this check$",
+                         overflow.out, re.M) and "verdict        FAIL" in overflow.out,
+               overflow.describe())
+    tap.check("a plugin that overflows the loop thread's stack still gets a report: FAIL in the "
+              "fetch check, the plugin crashed (signal 11), exit 1", crashed)
+
     def scrubbed():
         expect(leaky.code == 1 and leaky.results.get("fetch", ("",))[0] == "FAIL",
                leaky.describe())

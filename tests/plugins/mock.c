@@ -25,6 +25,7 @@
  *                          until its delay or deadline ends;
  *   -DMOCK_IGNORE_DEADLINE fetch->deadline_ms is ignored (the answer comes after delay_ms
  *                          whatever the deadline) and there is no cancel() to stop it.
+ *   -DMOCK_STACK_OVERFLOW  fetch() recurses until the loop thread's stack overflows.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,9 +220,25 @@ static int mock_hold(struct mock *m, const struct mdg_fetch *f)
 	return MDG_OK;
 }
 
+#ifdef MOCK_STACK_OVERFLOW
+/* Recurses with 4 KiB frames; the bound is far beyond any thread's stack. */
+static int mock_recurse(unsigned depth)
+{
+	volatile char frame[4096];
+	frame[depth % sizeof frame] = (char)depth;
+	if (depth > (1u << 30))
+		return frame[0];
+	return mock_recurse(depth + 1) + frame[depth % sizeof frame];
+}
+#endif
+
 static int mock_fetch(void *instance, const struct mdg_fetch *f)
 {
 	struct mock *m = instance;
+#ifdef MOCK_STACK_OVERFLOW
+	if (mock_recurse(0) == 42)
+		return MDG_ERR_BACKEND;
+#endif
 	m->host->counter_add(m->fetches, 1);
 	if (strcmp(m->mode, "hold") == 0)
 		return mock_hold(m, f);
