@@ -39,6 +39,9 @@ VENDOR_SIM = os.environ.get("MDG_VENDOR_SIM") or os.path.join(BUILDDIR, "tools",
                                                               "madoguchi-vendor-sim")
 SANITIZERS = os.environ.get("MDG_SANITIZERS", "no") == "yes"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+PLUGINS = os.environ.get("MDG_PLUGINS") or os.path.join(BUILDDIR, "plugins", ".libs")
+TEST_PLUGINS = os.environ.get("MDG_TEST_PLUGINS") or os.path.join(BUILDDIR, "tests", "plugins",
+                                                                  ".libs")
 
 STARTUP_TIMEOUT = 10.0
 IO_TIMEOUT = 5.0
@@ -809,3 +812,36 @@ class VendorSim:
     def cleanup(self):
         self.stop()
         shutil.rmtree(os.path.dirname(self.control_path), ignore_errors=True)
+
+
+def plugin_dir_with(*files):
+    """A private plugin_dir holding copies of the named .so files (from the shipped plugins or
+    the test plugins), so one daemon can load both kinds (plugin_dir refuses files outside
+    it).  The caller removes it."""
+    tmp = tempfile.mkdtemp(prefix="mdg-plugins-")
+    for name in files:
+        for base in (PLUGINS, TEST_PLUGINS):
+            src = os.path.join(base, name)
+            if os.path.exists(src):
+                shutil.copy(src, os.path.join(tmp, name))
+                os.chmod(os.path.join(tmp, name), 0o755)
+                break
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FileNotFoundError("%s in neither %s nor %s" % (name, PLUGINS, TEST_PLUGINS))
+    return tmp
+
+
+def fill_disk(path):
+    """Writes zeros to the file path until its file system has no byte left (1 MiB writes,
+    then 4 KiB, then 512 bytes)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 4096, 512):
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)

@@ -1147,16 +1147,7 @@ def group_disk(tap, city, sims):
         filler = os.path.join(mnt, "filler")
 
         def full():
-            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                for size in (1 << 20, 4096, 512):
-                    while True:
-                        try:
-                            os.write(fd, b"\0" * size)
-                        except OSError:
-                            break
-            finally:
-                os.close(fd)
+            harness.fill_disk(filler)
             st = os.statvfs(mnt)
             expect(st.f_bavail == 0, "%d blocks still free" % st.f_bavail)
             bad = []

@@ -54,9 +54,6 @@ SPEC = os.path.join(harness.SRCDIR, "docs", "openapi.yaml")
 OPENAPI_DIR = os.path.join(harness.SRCDIR, "tests", "openapi")
 REDOCLY = os.path.join(OPENAPI_DIR, "node_modules", "@redocly", "cli", "bin", "cli.js")
 VALIDATE = os.path.join(OPENAPI_DIR, "validate.mjs")
-PLUGINS = os.environ.get("MDG_PLUGINS") or os.path.join(harness.BUILDDIR, "plugins", ".libs")
-TEST_PLUGINS = os.environ.get("MDG_TEST_PLUGINS") or os.path.join(harness.BUILDDIR, "tests",
-                                                                  "plugins", ".libs")
 RESIDENTS = 300
 SLACK = 3.0 if harness.SANITIZERS else 1.0
 MUNICIPALITY = "141003"
@@ -173,22 +170,6 @@ class Ministry:
 
 # ------------------------------------------------------------------------------ fixture
 
-def plugin_dir_with(*files):
-    """A private plugin_dir with copies of the shipped and test plugins (one daemon loads
-    both kinds; plugin_dir refuses files outside it)."""
-    tmp = tempfile.mkdtemp(prefix="mdg-openapi-plugins-")
-    for name in files:
-        for base in (PLUGINS, TEST_PLUGINS):
-            src = os.path.join(base, name)
-            if os.path.exists(src):
-                shutil.copy(src, os.path.join(tmp, name))
-                os.chmod(os.path.join(tmp, name), 0o755)
-                break
-        else:
-            raise FileNotFoundError("%s in neither %s nor %s" % (name, PLUGINS, TEST_PLUGINS))
-    return tmp
-
-
 class Tmpfs:
     """A 16 MiB tmpfs for the main daemon's data_dir (so a full disk can be provoked), or a
     plain directory when mounting is not possible (then AUDIT_UNAVAILABLE is skipped)."""
@@ -202,16 +183,7 @@ class Tmpfs:
         self.filler = os.path.join(self.dir, "filler")
 
     def fill(self):
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            for size in (1 << 20, 4096, 512):
-                while True:
-                    try:
-                        os.write(fd, b"\0" * size)
-                    except OSError:
-                        break
-        finally:
-            os.close(fd)
+        harness.fill_disk(self.filler)
 
     def free(self):
         if os.path.exists(self.filler):
@@ -827,7 +799,7 @@ def main(tap):
         daemons.append(bare)
         sim = harness.VendorSim(city.registry, ["--mode", "stale", "--hold-ms",
                                                 str(int(300 + 100 * SLACK))])
-        plugdir = plugin_dir_with("sqlite-registry.so", "fujitsu-like.so", "mock.so")
+        plugdir = harness.plugin_dir_with("sqlite-registry.so", "fujitsu-like.so", "mock.so")
         d = Daemon(main_config(city, sim, plugdir, os.path.join(fs.dir, "data")),
                    pki_dir=city.pki)
         d.start()

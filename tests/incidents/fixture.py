@@ -16,11 +16,9 @@ import collections
 import datetime
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -32,9 +30,7 @@ import issuance_client as ic  # noqa: E402
 from harness import SANITIZERS, Daemon, expect  # noqa: E402,F401
 from issuance_client import TYPES, Client, request_body  # noqa: E402,F401
 
-PLUGINS = os.environ.get("MDG_PLUGINS") or os.path.join(harness.BUILDDIR, "plugins", ".libs")
-TEST_PLUGINS = os.environ.get("MDG_TEST_PLUGINS") or os.path.join(harness.BUILDDIR, "tests",
-                                                                  "plugins", ".libs")
+PLUGINS = harness.PLUGINS
 SIGN = os.path.join(SRCDIR, "scripts", "ministry-sign")
 RESIDENTS = 500   # demo city size
 CARDS = 120       # card certificates made by dev-pki (the first CARDS linkage rows)
@@ -74,23 +70,6 @@ def config(city, sim=None, certificates=None, issuance=None, plugins=None, minis
     if ministry is not None:
         cfg["ministry"] = ministry
     return cfg
-
-
-def plugin_dir_with(*files):
-    """A private plugin_dir holding copies of the named .so files (from the shipped plugins or
-    the test plugins), so one daemon can load both kinds.  The caller removes it."""
-    tmp = tempfile.mkdtemp(prefix="mdg-incident-plugins-")
-    for name in files:
-        for base in (PLUGINS, TEST_PLUGINS):
-            src = os.path.join(base, name)
-            if os.path.exists(src):
-                shutil.copy(src, os.path.join(tmp, name))
-                os.chmod(os.path.join(tmp, name), 0o755)
-                break
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise FileNotFoundError("%s in neither %s nor %s" % (name, PLUGINS, TEST_PLUGINS))
-    return tmp
 
 
 # ------------------------------------------------------------------------------- checks

@@ -241,7 +241,7 @@ def scenario_i3(tap, city, sims):
     harness.stop_point(tap, d, "I3: the daemon exits 0 on SIGTERM")
 
     try:
-        pdir = fx.plugin_dir_with("mock.so", "sqlite-registry.so")
+        pdir = harness.plugin_dir_with("mock.so", "sqlite-registry.so")
     except FileNotFoundError as e:
         tap.skip("I3: a change notification raises the high-water mark", "no test plugin: %s" % e)
         return
