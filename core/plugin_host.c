@@ -22,7 +22,7 @@
  *
  * A tracer (plugin_host_set_trace(), used only by the conformance check) sees every
  * completion, dropped ones included, every cancel() and every blocking fetch() with its
- * times; the daemon sets none, and without one the cost is a few clock reads per fetch.
+ * times; the daemon sets none, and without one nothing is timed (one NULL test per event).
  *
  * Everything here runs on the loop thread except host_complete(), host_log(),
  * host_notify_change(), the record builder, the counters and now_ms(), which any thread may
@@ -275,6 +275,12 @@ static uint64_t host_now_ms(mdg_plugin_ctx *ctx)
 {
 	(void)ctx;
 	return uv_hrtime() / 1000000u;
+}
+
+/* The time now for a traced event; 0 when no tracer is set, so the daemon reads no clock. */
+static uint64_t host_trace_now(const struct plugin_host *h)
+{
+	return h->trace != NULL ? uv_hrtime() / 1000000u : 0;
 }
 
 /* Hands one event to the tracer, if any (loop thread). */
@@ -532,10 +538,10 @@ static void plugin_cancel(struct plugin_instance *inst, mdg_ticket ticket)
 {
 	if (inst->desc->cancel == NULL)
 		return;
-	uint64_t start = host_now_ms(&inst->ctx);
+	uint64_t start = host_trace_now(inst->host);
 	inst->desc->cancel(inst->state, ticket);
 	host_trace(inst->host, PLUGIN_TRACE_CANCEL, inst, ticket, 0, 0, start,
-		   host_now_ms(&inst->ctx));
+		   host_trace_now(inst->host));
 }
 
 static void fetch_deadline(uv_timer_t *t)
@@ -580,7 +586,7 @@ static void host_complete(mdg_plugin_ctx *ctx, mdg_ticket ticket, int status, md
 	c->ticket = ticket;
 	c->status = status;
 	c->record = record;
-	c->at_ms = host_now_ms(ctx);
+	c->at_ms = host_trace_now(h);
 	if (reason != NULL)
 		snprintf(c->reason, sizeof c->reason, "%s", reason);
 	pthread_mutex_lock(&h->lock);
@@ -604,7 +610,7 @@ static void host_drain_completions(uv_async_t *async)
 		struct plugin_fetch *f = fetch_lookup(h, c->ticket);
 		int live = f != NULL && f->inst == c->inst;
 		host_trace(h, PLUGIN_TRACE_COMPLETION, c->inst, c->ticket, c->status, live,
-			   c->at_ms, host_now_ms(&c->inst->ctx));
+			   c->at_ms, host_trace_now(h));
 		if (live) {
 			fetch_finish(f, c->status, c->record, c->reason[0] ? c->reason : NULL);
 		} else {
@@ -626,9 +632,9 @@ static void plugin_host_finish(struct plugin_host *h);
 static void plugin_work_run(uv_work_t *req)
 {
 	struct plugin_work *w = req->data;
-	w->started_ms = host_now_ms(&w->inst->ctx);
+	w->started_ms = host_trace_now(w->inst->host);
 	w->rc = w->inst->desc->fetch(w->inst->state, &w->fetch);
-	w->returned_ms = host_now_ms(&w->inst->ctx);
+	w->returned_ms = host_trace_now(w->inst->host);
 }
 
 static void plugin_work_done(uv_work_t *req, int status);
@@ -1115,7 +1121,7 @@ static void plugin_host_finish(struct plugin_host *h)
 	while (c != NULL) {
 		struct plugin_completion *next = c->next;
 		host_trace(h, PLUGIN_TRACE_COMPLETION, c->inst, c->ticket, c->status, 0, c->at_ms,
-			   host_now_ms(&c->inst->ctx));
+			   host_trace_now(h));
 		record_free(c->record);
 		free(c);
 		c = next;

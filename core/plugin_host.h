@@ -124,7 +124,8 @@ struct plugin_trace_event {
 
 typedef void (*plugin_trace_cb)(void *arg, const struct plugin_trace_event *event);
 
-/* Sets (or, with cb NULL, clears) the host's tracer. */
+/* Sets (or, with cb NULL, clears) the host's tracer; before the first fetch, since worker
+ * threads read it unlocked to decide whether to time a call. */
 void plugin_host_set_trace(struct plugin_host *host, plugin_trace_cb cb, void *arg);
 
 #endif

@@ -80,6 +80,15 @@ def is_term(text, word):
     return re.search(pattern, text, re.M) is not None
 
 
+def terms_point(tap, text, name, terms, enough, what):
+    """One test point: at least `enough` terms, and each a term (is_term()) in section name of
+    the rendered page text; what names the point, %s standing for the terms."""
+    body = section(text, name)
+    missing = [t for t in terms if not is_term(body, t)]
+    tap.ok(len(terms) >= enough and not missing, what % " ".join(terms),
+           "missing: %s" % " ".join(missing))
+
+
 def help_text(program):
     p = subprocess.run([program, "--help"], capture_output=True, text=True, timeout=30)
     if p.returncode != 0:
@@ -200,24 +209,13 @@ def main():
         dhelp = None
     if dhelp is not None:
         text = texts["madoguchid"]
-        opts = sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", dhelp)))
-        opts_text = section(text, "OPTIONS")
-        missing = [o for o in opts if not is_term(opts_text, o)]
-        tap.ok(opts and not missing,
-               "madoguchid.8 describes every option of --help under OPTIONS (%s)" %
-               " ".join(opts), "missing: %s" % " ".join(missing))
-        sigs = sorted(set(re.findall(r"\bSIG[A-Z]+\b", dhelp)))
-        sig_text = section(text, "SIGNALS")
-        missing = [s for s in sigs if not is_term(sig_text, s)]
-        tap.ok(sigs and not missing,
-               "madoguchid.8 describes every signal of --help under SIGNALS (%s)" %
-               " ".join(sigs), "missing: %s" % " ".join(missing))
-        codes = exit_statuses(dhelp)
-        exit_text = section(text, "EXIT STATUS")
-        missing = [c for c in codes if not is_term(exit_text, c)]
-        tap.ok(codes and not missing,
-               "madoguchid.8 lists every exit status of --help (%s)" % " ".join(codes),
-               "missing: %s" % " ".join(missing))
+        terms_point(tap, text, "OPTIONS",
+                    sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", dhelp))), 1,
+                    "madoguchid.8 describes every option of --help under OPTIONS (%s)")
+        terms_point(tap, text, "SIGNALS", sorted(set(re.findall(r"\bSIG[A-Z]+\b", dhelp))), 1,
+                    "madoguchid.8 describes every signal of --help under SIGNALS (%s)")
+        terms_point(tap, text, "EXIT STATUS", exit_statuses(dhelp), 1,
+                    "madoguchid.8 lists every exit status of --help (%s)")
         tap.ok("NOTIFY_SOCKET" in text and all(s in text for s in
                                                ("READY=1", "RELOADING=1", "STOPPING=1")),
                "madoguchid.8 documents NOTIFY_SOCKET and READY, RELOADING, STOPPING")
@@ -241,19 +239,14 @@ def main():
         tap.ok(len(options) >= 10 and not missing,
                "madoguchictl.8 names every option of --help (%d)" % len(options),
                "missing: %s" % " ".join(missing))
-        global_opts = re.findall(r"^  (?:-\w, )?(--[a-z-]+)", chelp.split("\nOptions:\n", 1)[1],
-                                 re.M)
-        opts_text = section(text, "OPTIONS")
-        missing = [o for o in global_opts if not is_term(opts_text, o)]
-        tap.ok(global_opts and not missing,
-               "madoguchictl.8 describes every global option under OPTIONS (%s)" %
-               " ".join(global_opts), "missing: %s" % " ".join(missing))
-        codes = sorted(set(re.findall(r"^  (\d)  ", chelp.split("Exit status:", 1)[-1], re.M)))
-        exit_text = section(text, "EXIT STATUS")
-        missing = [c for c in codes if not is_term(exit_text, c)]
-        tap.ok(len(codes) >= 3 and not missing,
-               "madoguchictl.8 lists every exit status of --help (%s)" % " ".join(codes),
-               "missing: %s" % " ".join(missing))
+        terms_point(tap, text, "OPTIONS",
+                    re.findall(r"^  (?:-\w, )?(--[a-z-]+)", chelp.split("\nOptions:\n", 1)[1],
+                               re.M), 1,
+                    "madoguchictl.8 describes every global option under OPTIONS (%s)")
+        terms_point(tap, text, "EXIT STATUS",
+                    sorted(set(re.findall(r"^  (\d)  ", chelp.split("Exit status:", 1)[-1],
+                                          re.M))), 3,
+                    "madoguchictl.8 lists every exit status of --help (%s)")
 
     # madoguchi.yaml(5): the example's keys and the schema's.
     text = texts["madoguchi.yaml"]
