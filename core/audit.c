@@ -21,8 +21,8 @@
  * third thread with its own connection, not inside the writer's COMMIT as SQLite's automatic
  * checkpoint would: with 60 KB stored responses a 64 MB checkpoint held one commit, and every
  * issuance behind it, for 50-250 ms (tests/bench/issuance.sh).  The writer's WAL hook wakes the
- * checkpointer when the WAL passes AUDIT_WAL_WAKE_FRAMES; a PASSIVE checkpoint never blocks
- * the writer.  Should the checkpointer fall AUDIT_WAL_WRITER_FRAMES behind, the writer
+ * checkpointer when the WAL passes AUDIT_WAL_WAKE_BYTES; a PASSIVE checkpoint never blocks
+ * the writer.  Should the checkpointer fall AUDIT_WAL_WRITER_BYTES behind, the writer
  * checkpoints itself, so the WAL stays bounded whatever happens to that thread.
  */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
@@ -40,6 +40,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <libdeflate.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -48,23 +49,24 @@
 #include <sqlite3.h>
 
 #include "audit.h"
-#include "ossl.h"
 #include "log.h"
+#include "ossl.h"
+#include "spool.h"
 
-#define AUDIT_APPLICATION_ID	0x4d444741 /* "MDGA" in the SQLite header (1296320321) */
-#define AUDIT_SCHEMA_VERSION	1
-#define AUDIT_ROW_PREFIX	"madoguchi-audit-row-v1\n"
-#define AUDIT_SIG_LEN		64
-#define AUDIT_SIG_B64_LEN	88 /* standard base64 of 64 bytes, padded */
-#define AUDIT_TERMINAL_MAX	4096
-#define AUDIT_BUSY_TIMEOUT_MS	5000
-#define AUDIT_DEFAULT_QUEUE	4096
-#define AUDIT_DEFAULT_CP_ROWS	1000
-#define AUDIT_DEFAULT_CP_MS	60000
-#define AUDIT_DEFAULT_PURGE_MS	60000
-#define AUDIT_REASON_MAX	256
-#define AUDIT_WAL_WAKE_FRAMES	256  /* 16 MB of 64 KiB pages: wake the checkpointer */
-#define AUDIT_WAL_WRITER_FRAMES 4096 /* 256 MB: the writer checkpoints itself */
+#define AUDIT_APPLICATION_ID   0x4d444741 /* "MDGA" in the SQLite header (1296320321) */
+#define AUDIT_SCHEMA_VERSION   2	  /* 2: responses' bytes in the spool (spool.h) */
+#define AUDIT_ROW_PREFIX       "madoguchi-audit-row-v1\n"
+#define AUDIT_SIG_LEN	       64
+#define AUDIT_SIG_B64_LEN      88 /* standard base64 of 64 bytes, padded */
+#define AUDIT_TERMINAL_MAX     4096
+#define AUDIT_BUSY_TIMEOUT_MS  5000
+#define AUDIT_DEFAULT_QUEUE    4096
+#define AUDIT_DEFAULT_CP_ROWS  1000
+#define AUDIT_DEFAULT_CP_MS    60000
+#define AUDIT_DEFAULT_PURGE_MS 60000
+#define AUDIT_REASON_MAX       256
+#define AUDIT_WAL_WAKE_BYTES   (4 << 20)  /* WAL size that wakes the checkpointer */
+#define AUDIT_WAL_WRITER_BYTES (64 << 20) /* ... and at which the writer checkpoints itself */
 
 /* The hashed columns besides seq and prev_hash, in hash (and table) order. */
 enum audit_field {
@@ -110,6 +112,22 @@ static const char audit_schema[] =
     " card_serial_digest TEXT NOT NULL, response BLOB NOT NULL, expires_at INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS stored_responses_expiry ON stored_responses(expires_at);";
 
+/*
+ * Schema 2: a stored response's bytes are in the spool (spool.h); its row says where, with
+ * the bytes' CRC-32, and keeps an empty `response`.  A row with `segment` NULL (written by
+ * schema 1) still holds its bytes in `response`.  The bytes' CRC-32 catches a damaged or
+ * misplaced segment before a reprint goes out (a checksum, not a seal: whoever can rewrite the
+ * segment can rewrite the row; the certificate's own signed codes are the seal).  response_segments
+ * lists every segment a committed row refers to, with the latest expiry among its responses: the
+ * purge removes a segment once that has passed.
+ */
+static const char audit_schema_v2[] =
+    "ALTER TABLE stored_responses ADD COLUMN segment INTEGER;"
+    "ALTER TABLE stored_responses ADD COLUMN offset INTEGER;"
+    "ALTER TABLE stored_responses ADD COLUMN length INTEGER;"
+    "ALTER TABLE stored_responses ADD COLUMN response_crc32 INTEGER;"
+    "CREATE TABLE response_segments (id INTEGER PRIMARY KEY, expires_at INTEGER NOT NULL);";
+
 /* One submitted row on its way through the writer and back; one allocation with its strings
  * and response bytes behind it. */
 struct audit_item {
@@ -126,6 +144,7 @@ struct audit_item {
 	int64_t expires_at;
 	const unsigned char *response;
 	size_t response_len;
+	int spooled; /* its bytes were appended to the spool in this batch */
 };
 
 /* The writer connection and what only the writer thread touches. */
@@ -134,6 +153,9 @@ struct audit_writer {
 	sqlite3_stmt *begin, *commit, *rollback;
 	sqlite3_stmt *insert_row, *response_exists, *insert_response;
 	sqlite3_stmt *insert_checkpoint, *purge;
+	sqlite3_stmt *note_segment, *expired_segments, *forget_segments;
+	struct spool *spool;
+	int wal_wake_frames, wal_writer_frames;
 	EVP_MD_CTX *md;
 	EVP_PKEY *key; /* NULL: no checkpoints */
 	char key_id[AUDIT_KEY_ID_LEN + 1];
@@ -158,6 +180,7 @@ struct audit {
 	uint64_t checkpoint_interval_ns;
 	uint64_t purge_interval_ns;
 	char *path;
+	char *spool_dir;
 	struct metric_histogram *commit_seconds, *batch_rows; /* optional */
 
 	/* Loop thread only. */
@@ -590,6 +613,45 @@ static int audit_load_head(struct audit_writer *w, char *reason, size_t reason_s
 	return 0;
 }
 
+/*
+ * Opens the response spool and removes its orphans: segments no committed row refers to (the
+ * bytes of batches that failed or were cut off by a crash, or a segment the purge had
+ * forgotten when the process stopped).  Returns 0, or -1 with err filled.
+ */
+static int audit_open_spool(struct audit *a, char *err, size_t err_size)
+{
+	struct audit_writer *w = &a->w;
+	if (spool_open(a->spool_dir, &w->spool, err, err_size) != 0)
+		return -1;
+	spool_note_id(w->spool,
+		      (uint32_t)audit_query_int(w->db, "SELECT max(id) FROM response_segments", 0));
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(w->db, "SELECT 1 FROM response_segments WHERE id = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return audit_fail(err, err_size, -1, "cannot read response_segments: %s",
+				  sqlite3_errmsg(w->db));
+	size_t n;
+	const uint32_t *ids = spool_found(w->spool, &n);
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_int64(st, 1, ids[i]);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc == SQLITE_DONE) {
+			char why[AUDIT_REASON_MAX];
+			if (spool_remove(w->spool, ids[i], why, sizeof why) != 0)
+				log_event(LOG_WARN, "audit_spool_orphan_kept", "{s:s}", "reason",
+					  why);
+		} else if (rc != SQLITE_ROW) {
+			audit_fail(err, err_size, -1, "cannot read response_segments: %s",
+				   sqlite3_errmsg(w->db));
+			sqlite3_finalize(st);
+			return -1;
+		}
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
 /* Opens and sets up the writer connection.  Returns 0, or -1 with err filled. */
 static int audit_open_writer(struct audit *a, char *err, size_t err_size)
 {
@@ -620,15 +682,11 @@ static int audit_open_writer(struct audit *a, char *err, size_t err_size)
 				  a->path, AUDIT_SCHEMA_VERSION);
 	char *msg = NULL;
 	sqlite3_stmt *st = NULL;
-	/*
-	 * A new file gets 64 KiB pages: a stored answer (a ~60 KB document) then fills about one
-	 * page instead of a chain of sixteen, which cut the writer's time per row (measured with
-	 * tests/bench/issuance.sh).  The size is fixed once the file is in WAL mode.
-	 */
-	if (objects == 0 &&
-	    sqlite3_exec(w->db, "PRAGMA page_size=65536", NULL, NULL, NULL) != SQLITE_OK)
-		return audit_fail(err, err_size, -1, "cannot set up the audit database %s: %s",
-				  a->path, sqlite3_errmsg(w->db));
+	/* A new file keeps SQLite's 4 KiB pages: its rows are small (the responses' bytes are in
+	 * the spool), and every commit rewrites the pages it touches into the WAL.  A file made
+	 * by schema 1 may have 64 KiB pages; the size is fixed once a file is in WAL mode. */
+	int64_t version =
+	    app == AUDIT_APPLICATION_ID ? audit_query_int(w->db, "PRAGMA user_version", 0) : 0;
 	int wal =
 	    sqlite3_prepare_v2(w->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
 	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL &&
@@ -643,7 +701,8 @@ static int audit_open_writer(struct audit *a, char *err, size_t err_size)
 			 "BEGIN IMMEDIATE;",
 			 NULL, NULL, &msg) != SQLITE_OK ||
 	    sqlite3_exec(w->db, audit_schema, NULL, NULL, &msg) != SQLITE_OK ||
-	    sqlite3_exec(w->db, "PRAGMA application_id=1296320321; PRAGMA user_version=1; COMMIT;",
+	    (version < 2 && sqlite3_exec(w->db, audit_schema_v2, NULL, NULL, &msg) != SQLITE_OK) ||
+	    sqlite3_exec(w->db, "PRAGMA application_id=1296320321; PRAGMA user_version=2; COMMIT;",
 			 NULL, NULL, &msg) != SQLITE_OK) {
 		audit_fail(err, err_size, -1, "cannot set up the audit database %s: %s", a->path,
 			   msg ? msg : sqlite3_errmsg(w->db));
@@ -651,6 +710,12 @@ static int audit_open_writer(struct audit *a, char *err, size_t err_size)
 		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
+	if (version == 1)
+		log_event(LOG_INFO, "audit_schema_upgraded", "{s:s, s:i, s:i}", "path", a->path,
+			  "from", 1, "to", AUDIT_SCHEMA_VERSION);
+	int64_t page = audit_query_int(w->db, "PRAGMA page_size", 4096);
+	w->wal_wake_frames = (int)(AUDIT_WAL_WAKE_BYTES / page);
+	w->wal_writer_frames = (int)(AUDIT_WAL_WRITER_BYTES / page);
 	const struct {
 		sqlite3_stmt **slot;
 		const char *sql;
@@ -664,7 +729,13 @@ static int audit_open_writer(struct audit *a, char *err, size_t err_size)
 	    {&w->response_exists, "SELECT 1 FROM stored_responses WHERE request_id = ?1"},
 	    {&w->insert_response,
 	     "INSERT INTO stored_responses(request_id, seq, body_sha256, card_serial_digest, "
-	     "response, expires_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+	     "response, expires_at, segment, offset, length, response_crc32) "
+	     "VALUES(?1, ?2, ?3, ?4, x'', ?5, ?6, ?7, ?8, ?9)"},
+	    {&w->note_segment, "INSERT INTO response_segments(id, expires_at) VALUES(?1, ?2) "
+			       "ON CONFLICT(id) DO UPDATE SET "
+			       "expires_at = max(expires_at, excluded.expires_at)"},
+	    {&w->expired_segments, "SELECT id FROM response_segments WHERE expires_at <= ?1"},
+	    {&w->forget_segments, "DELETE FROM response_segments WHERE expires_at <= ?1"},
 	    {&w->insert_checkpoint, "INSERT INTO audit_checkpoints(seq, hash, time, key_id, "
 				    "signature) VALUES(?1, ?2, ?3, ?4, ?5)"},
 	    {&w->purge, "DELETE FROM stored_responses WHERE expires_at <= ?1"},
@@ -679,17 +750,19 @@ static int audit_open_writer(struct audit *a, char *err, size_t err_size)
 	if (audit_load_head(w, reason, sizeof reason) != 0)
 		return audit_fail(err, err_size, -1, "%s: %s", a->path, reason);
 	w->checkpoint_seq = audit_query_int(w->db, "SELECT max(seq) FROM audit_checkpoints", 0);
-	return 0;
+	return audit_open_spool(a, err, err_size);
 }
 
 static void audit_close_writer(struct audit_writer *w)
 {
 	sqlite3_stmt *all[] = {
-	    w->begin,		w->commit,	    w->rollback,	  w->insert_row,
-	    w->response_exists, w->insert_response, w->insert_checkpoint, w->purge};
+	    w->begin,		w->commit,	     w->rollback,	   w->insert_row,
+	    w->response_exists, w->insert_response,  w->insert_checkpoint, w->purge,
+	    w->note_segment,	w->expired_segments, w->forget_segments};
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
 		sqlite3_finalize(all[i]);
 	sqlite3_close(w->db);
+	spool_close(w->spool);
 	EVP_MD_CTX_free(w->md);
 	EVP_PKEY_free(w->key);
 	memset(w, 0, sizeof *w);
@@ -708,6 +781,7 @@ static void writer_apply_disk_cap(struct audit *a)
 	/* max_page_count cannot go below the current size: 1 means "as it is now". */
 	sqlite3_exec(a->w.db, want ? "PRAGMA max_page_count=1" : "PRAGMA max_page_count=4294967294",
 		     NULL, NULL, NULL);
+	spool_test_full(a->w.spool, want);
 	a->w.disk_capped = want;
 }
 
@@ -762,14 +836,47 @@ static int writer_insert_item(struct audit_writer *w, struct audit_item *it, int
 	int rc = audit_step_done(st, reason, reason_size);
 	if (rc != SQLITE_OK || !it->has_response)
 		return rc;
+	/* The bytes go to the spool; the row says where, with their checksum. */
+	uint32_t segment;
+	uint64_t offset;
+	if (spool_append(w->spool, it->response, it->response_len, time(NULL), &segment, &offset,
+			 reason, reason_size) != 0)
+		return SQLITE_IOERR;
+	it->spooled = 1;
 	st = w->insert_response;
 	sqlite3_bind_text(st, 1, it->v[AF_REQUEST_ID], -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, seq);
 	sqlite3_bind_text(st, 3, it->body_sha256, AUDIT_HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, it->card_serial_digest, AUDIT_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob64(st, 5, it->response, it->response_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, it->expires_at);
+	sqlite3_bind_int64(st, 5, it->expires_at);
+	sqlite3_bind_int64(st, 6, segment);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)offset);
+	sqlite3_bind_int64(st, 8, (sqlite3_int64)it->response_len);
+	sqlite3_bind_int64(st, 9, libdeflate_crc32(0, it->response, it->response_len));
 	return audit_step_done(st, reason, reason_size);
+}
+
+/*
+ * Before COMMIT: records the batch's segment with its latest expiry and makes the bytes
+ * appended to it durable, so the COMMIT never refers to bytes a power cut could lose.
+ * Returns SQLITE_OK, or an error with reason filled.
+ */
+static int writer_seal_spool(struct audit_writer *w, const struct audit_item *batch, char *reason,
+			     size_t reason_size)
+{
+	int64_t expires = INT64_MIN;
+	for (const struct audit_item *it = batch; it != NULL; it = it->next)
+		if (it->spooled && it->expires_at > expires)
+			expires = it->expires_at;
+	if (expires == INT64_MIN)
+		return SQLITE_OK;
+	sqlite3_stmt *st = w->note_segment;
+	sqlite3_bind_int64(st, 1, spool_current(w->spool));
+	sqlite3_bind_int64(st, 2, expires);
+	int rc = audit_step_done(st, reason, reason_size);
+	if (rc == SQLITE_OK && spool_sync(w->spool, reason, reason_size) != 0)
+		rc = SQLITE_IOERR;
+	return rc;
 }
 
 /* 1 when a response is stored under the item's request_id, 0 when not, -1 on error. */
@@ -809,6 +916,8 @@ static void writer_commit_batch(struct audit *a, struct audit_item *batch, size_
 	size_t written = 0, duplicates = 0, checkpoints = 0;
 
 	writer_apply_disk_cap(a);
+	/* A batch's responses go to one segment: rotation happens only here. */
+	spool_rotate_if_due(w->spool, time(NULL));
 	if (audit_step_done(w->begin, reason, sizeof reason) != SQLITE_OK)
 		goto failed;
 	if (!w->head_valid && audit_load_head(w, reason, sizeof reason) != 0)
@@ -844,7 +953,8 @@ static void writer_commit_batch(struct audit *a, struct audit_item *batch, size_
 			}
 		}
 	}
-	if (audit_step_done(w->commit, reason, sizeof reason) != SQLITE_OK)
+	if (writer_seal_spool(w, batch, reason, sizeof reason) != SQLITE_OK ||
+	    audit_step_done(w->commit, reason, sizeof reason) != SQLITE_OK)
 		goto failed;
 
 	uint64_t us = (audit_now_ns() - t0) / 1000;
@@ -879,6 +989,7 @@ static void writer_commit_batch(struct audit *a, struct audit_item *batch, size_
 
 failed:
 	writer_rollback(w);
+	spool_abandon(w->spool);
 	for (struct audit_item *it = batch; it != NULL; it = it->next) {
 		it->status = AUDIT_UNAVAILABLE;
 		it->seq = 0;
@@ -927,21 +1038,65 @@ failed:
 		  (json_int_t)w->head_seq);
 }
 
-/* Deletes the stored responses that have expired (autocommit: a transaction of its own). */
+/*
+ * Deletes the stored responses that have expired and forgets the spool segments all of whose
+ * responses have, in one transaction; the segment files are removed once it committed (a
+ * crash in between leaves orphans, which the next start removes).
+ */
 static void writer_purge(struct audit *a)
 {
 	struct audit_writer *w = &a->w;
 	char reason[AUDIT_REASON_MAX] = "";
+	sqlite3_int64 now = (sqlite3_int64)time(NULL);
+	uint32_t *gone = NULL;
+	size_t gone_count = 0, gone_cap = 0;
+	uint64_t purged = 0;
 	w->purge_ns = audit_now_ns();
-	sqlite3_bind_int64(w->purge, 1, (sqlite3_int64)time(NULL));
-	if (audit_step_done(w->purge, reason, sizeof reason) != SQLITE_OK) {
-		log_event(LOG_WARN, "audit_purge_failed", "{s:s}", "reason", reason);
-		return;
+	if (audit_step_done(w->begin, reason, sizeof reason) != SQLITE_OK)
+		goto failed;
+	sqlite3_bind_int64(w->purge, 1, now);
+	if (audit_step_done(w->purge, reason, sizeof reason) != SQLITE_OK)
+		goto failed;
+	purged = (uint64_t)sqlite3_changes(w->db);
+	sqlite3_stmt *st = w->expired_segments;
+	sqlite3_bind_int64(st, 1, now);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (gone_count == gone_cap) {
+			size_t cap = gone_cap ? gone_cap * 2 : 8;
+			uint32_t *n = realloc(gone, cap * sizeof *n);
+			if (n == NULL)
+				break;
+			gone = n;
+			gone_cap = cap;
+		}
+		gone[gone_count++] = (uint32_t)sqlite3_column_int64(st, 0);
 	}
-	uint64_t purged = (uint64_t)sqlite3_changes(w->db);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		snprintf(reason, sizeof reason, "%s", sqlite3_errmsg(w->db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) { /* an error, or out of memory: try again next time */
+		if (rc == SQLITE_ROW)
+			snprintf(reason, sizeof reason, "out of memory");
+		goto failed;
+	}
+	sqlite3_bind_int64(w->forget_segments, 1, now);
+	if (audit_step_done(w->forget_segments, reason, sizeof reason) != SQLITE_OK ||
+	    audit_step_done(w->commit, reason, sizeof reason) != SQLITE_OK)
+		goto failed;
+	for (size_t i = 0; i < gone_count; i++)
+		if (spool_remove(w->spool, gone[i], reason, sizeof reason) != 0)
+			log_event(LOG_WARN, "audit_spool_remove_failed", "{s:s}", "reason", reason);
+	free(gone);
 	pthread_mutex_lock(&a->lock);
 	a->metrics.responses_purged += purged;
 	pthread_mutex_unlock(&a->lock);
+	return;
+failed:
+	writer_rollback(w);
+	free(gone);
+	log_event(LOG_WARN, "audit_purge_failed", "{s:s}", "reason", reason);
 }
 
 /* Monotonic time of the writer's next timed duty (checkpoint or purge). */
@@ -1181,9 +1336,9 @@ static void *checkpointer_main(void *arg)
 static int audit_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	struct audit *a = arg;
-	if (frames >= AUDIT_WAL_WRITER_FRAMES) {
+	if (frames >= a->w.wal_writer_frames) {
 		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-	} else if (frames >= AUDIT_WAL_WAKE_FRAMES) {
+	} else if (frames >= a->w.wal_wake_frames) {
 		pthread_mutex_lock(&a->lock);
 		a->checkpoint_due = 1;
 		pthread_cond_signal(&a->checkpoint_wanted);
@@ -1244,6 +1399,7 @@ static void audit_free(struct audit *a)
 	pthread_cond_destroy(&a->work);
 	pthread_cond_destroy(&a->checkpoint_wanted);
 	free(a->path);
+	free(a->spool_dir);
 	free(a);
 }
 
@@ -1254,7 +1410,16 @@ int audit_open(uv_loop_t *loop, const struct audit_options *opt, struct audit **
 	if (loop == NULL || opt == NULL || opt->db_path == NULL || opt->db_path[0] == '\0')
 		return audit_fail(err, err_size, AUDIT_ERROR, "audit: no database path given");
 	struct audit *a = calloc(1, sizeof *a);
-	if (a == NULL || (a->path = strdup(opt->db_path)) == NULL) {
+	if (a != NULL && (a->path = strdup(opt->db_path)) != NULL) {
+		if (opt->spool_dir != NULL)
+			a->spool_dir = strdup(opt->spool_dir);
+		else if ((a->spool_dir = malloc(strlen(a->path) + sizeof ".responses")) != NULL)
+			snprintf(a->spool_dir, strlen(a->path) + sizeof ".responses",
+				 "%s.responses", a->path);
+	}
+	if (a == NULL || a->spool_dir == NULL) {
+		if (a != NULL)
+			free(a->path);
 		free(a);
 		return audit_fail(err, err_size, AUDIT_ERROR, "out of memory");
 	}
@@ -1303,7 +1468,8 @@ int audit_open(uv_loop_t *loop, const struct audit_options *opt, struct audit **
 			    NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(a->read_db, AUDIT_BUSY_TIMEOUT_MS) != SQLITE_OK ||
 	    sqlite3_prepare_v3(a->read_db,
-			       "SELECT body_sha256, card_serial_digest, response, expires_at, seq "
+			       "SELECT body_sha256, card_serial_digest, response, expires_at, seq, "
+			       "segment, offset, length, response_crc32 "
 			       "FROM stored_responses WHERE request_id = ?1",
 			       -1, SQLITE_PREPARE_PERSISTENT, &a->lookup, NULL) != SQLITE_OK) {
 		audit_fail(err, err_size, AUDIT_ERROR, "cannot open %s for lookups: %s", a->path,
@@ -1381,6 +1547,80 @@ void audit_metrics_snapshot(struct audit *a, struct audit_metrics *out)
 
 /* --- lookups ------------------------------------------------------------------------------- */
 
+/* Where a stored response's bytes are: inline (schema 1 rows) or in the spool. */
+struct audit_response_place {
+	int spooled;
+	uint32_t segment;
+	uint64_t offset;
+	size_t length;
+	uint32_t crc32;
+};
+
+/* Copies the looked-up row of st into out and place (inline bytes included).  Returns
+ * AUDIT_OK or AUDIT_ERROR with err. */
+static int audit_lookup_row(sqlite3_stmt *st, struct audit_response *out,
+			    struct audit_response_place *place, char *err, size_t err_size)
+{
+	const char *body = (const char *)sqlite3_column_text(st, 0);
+	const char *card = (const char *)sqlite3_column_text(st, 1);
+	int64_t crc = sqlite3_column_int64(st, 8);
+	place->spooled = sqlite3_column_type(st, 5) != SQLITE_NULL;
+	if (!audit_is_hex64(body) || !audit_is_hex64(card) ||
+	    (place->spooled &&
+	     (crc < 0 || crc > UINT32_MAX || sqlite3_column_int64(st, 5) <= 0 ||
+	      sqlite3_column_int64(st, 5) > UINT32_MAX || sqlite3_column_int64(st, 6) < 0 ||
+	      sqlite3_column_int64(st, 7) <= 0 ||
+	      sqlite3_column_int64(st, 7) > AUDIT_RESPONSE_MAX)))
+		return audit_fail(err, err_size, AUDIT_ERROR, "stored response: a malformed row");
+	memcpy(out->body_sha256, body, AUDIT_HASH_LEN + 1);
+	memcpy(out->card_serial_digest, card, AUDIT_HASH_LEN + 1);
+	out->expires_at = sqlite3_column_int64(st, 3);
+	out->seq = sqlite3_column_int64(st, 4);
+	if (place->spooled) {
+		place->segment = (uint32_t)sqlite3_column_int64(st, 5);
+		place->offset = (uint64_t)sqlite3_column_int64(st, 6);
+		place->length = (size_t)sqlite3_column_int64(st, 7);
+		place->crc32 = (uint32_t)crc;
+		return AUDIT_OK;
+	}
+	size_t n = (size_t)sqlite3_column_bytes(st, 2);
+	out->response = n > 0 ? malloc(n) : NULL;
+	if (out->response == NULL)
+		return audit_fail(err, err_size, AUDIT_ERROR,
+				  "stored response unreadable (out of memory or empty)");
+	memcpy(out->response, sqlite3_column_blob(st, 2), n);
+	out->response_len = n;
+	return AUDIT_OK;
+}
+
+/* Reads a spooled response's bytes into out and checks them against their checksum. */
+static int audit_read_spooled(struct audit *a, const struct audit_response_place *place,
+			      struct audit_response *out, char *err, size_t err_size)
+{
+	char why[AUDIT_REASON_MAX] = "";
+	int rc = spool_read(a->spool_dir, place->segment, place->offset, place->length,
+			    &out->response, why, sizeof why);
+	if (rc == -2 && out->expires_at <= (int64_t)time(NULL))
+		return AUDIT_NOT_FOUND; /* expired meanwhile and purged with its segment */
+	if (rc == -2)
+		snprintf(why, sizeof why, "its spool segment %" PRIu32 " is missing",
+			 place->segment);
+	else if (rc == 0 && libdeflate_crc32(0, out->response, place->length) != place->crc32)
+		snprintf(why, sizeof why,
+			 "its bytes in spool segment %" PRIu32 " do not match their checksum",
+			 place->segment);
+	else if (rc == 0) {
+		out->response_len = place->length;
+		return AUDIT_OK;
+	}
+	free(out->response);
+	out->response = NULL;
+	/* seq names the row for the operator; the request_id is the kiosk's and stays out. */
+	log_event(LOG_ERROR, "audit_stored_response_unreadable", "{s:I, s:s}", "seq",
+		  (json_int_t)out->seq, "reason", why);
+	return audit_fail(err, err_size, AUDIT_ERROR, "stored response unreadable: %s", why);
+}
+
 int audit_lookup_response(struct audit *a, const char *request_id, struct audit_response *out,
 			  char *err, size_t err_size)
 {
@@ -1388,38 +1628,24 @@ int audit_lookup_response(struct audit *a, const char *request_id, struct audit_
 	if (!audit_visible(request_id, 1, 128))
 		return AUDIT_NOT_FOUND;
 	int status = AUDIT_NOT_FOUND;
+	struct audit_response_place place = {0};
 	pthread_mutex_lock(&a->read_lock);
 	sqlite3_stmt *st = a->lookup;
 	sqlite3_bind_text(st, 1, request_id, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && sqlite3_column_int64(st, 3) > (int64_t)time(NULL)) {
-		const char *body = (const char *)sqlite3_column_text(st, 0);
-		const char *card = (const char *)sqlite3_column_text(st, 1);
-		const void *bytes = sqlite3_column_blob(st, 2);
-		size_t n = (size_t)sqlite3_column_bytes(st, 2);
-		out->response = n > 0 ? malloc(n) : NULL;
-		if (out->response == NULL || !audit_is_hex64(body) || !audit_is_hex64(card)) {
-			free(out->response);
-			out->response = NULL;
-			status = audit_fail(err, err_size, AUDIT_ERROR,
-					    "stored response unreadable (out of memory or a "
-					    "malformed row)");
-		} else {
-			memcpy(out->response, bytes, n);
-			out->response_len = n;
-			memcpy(out->body_sha256, body, AUDIT_HASH_LEN + 1);
-			memcpy(out->card_serial_digest, card, AUDIT_HASH_LEN + 1);
-			out->expires_at = sqlite3_column_int64(st, 3);
-			out->seq = sqlite3_column_int64(st, 4);
-			status = AUDIT_OK;
-		}
-	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+	if (rc == SQLITE_ROW && sqlite3_column_int64(st, 3) > (int64_t)time(NULL))
+		status = audit_lookup_row(st, out, &place, err, err_size);
+	else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		status = audit_fail(err, err_size, AUDIT_ERROR, "cannot read stored responses: %s",
 				    sqlite3_errmsg(a->read_db));
-	}
 	sqlite3_reset(st); /* ends the read transaction: the WAL can be checkpointed */
 	sqlite3_clear_bindings(st);
 	pthread_mutex_unlock(&a->read_lock);
+	/* The file is read outside the mutex: lookups of other ids need not wait for it. */
+	if (status == AUDIT_OK && place.spooled)
+		status = audit_read_spooled(a, &place, out, err, err_size);
+	if (status != AUDIT_OK)
+		audit_response_free(out);
 	return status;
 }
 

@@ -6,8 +6,9 @@
  * carrying the SHA-256 of itself and of the row before it, so a changed, inserted or deleted
  * row breaks the chain; signed checkpoints (Ed25519) over (seq, hash) at intervals make a
  * rewritten chain detectable too.  The 201 responses kept for replays (idempotency on
- * request_id) live in the same database and are written in the same transaction as their
- * audit row.
+ * request_id) are listed in the same database, written in the same transaction as their audit
+ * row; their bytes are appended to the response spool (spool.h) and made durable before that
+ * transaction commits.
  *
  * Writing: audit_submit() copies a row on the loop thread and returns at once; one writer
  * thread commits everything queued in one transaction (one fsync per batch: group commit) and
@@ -100,6 +101,8 @@ struct audit_response {
  */
 struct audit_options {
 	const char *db_path;		 /* required: e.g. data_dir/audit.sqlite */
+	const char *spool_dir;		 /* the stored responses' bytes (spool.h); NULL:
+					    db_path + ".responses" */
 	const char *checkpoint_key_path; /* Ed25519 private key, PEM PKCS#8; NULL: no checkpoints */
 	uint32_t queue_limit;		 /* rows submitted and not yet written; default 4096 */
 	uint32_t checkpoint_every_rows;	 /* default 1000 */

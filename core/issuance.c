@@ -1557,7 +1557,7 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 {
 	const struct config_issuance *conf = &cfg->issuance;
 	struct issuance_service *svc = calloc(1, sizeof *svc);
-	char err[512], *linkage_db = NULL, *audit_db = NULL, *skey = NULL;
+	char err[512], *linkage_db = NULL, *audit_db = NULL, *spool_dir = NULL, *skey = NULL;
 	*out = NULL;
 	if (svc == NULL) {
 		snprintf(msg, msg_size, "out of memory");
@@ -1620,7 +1620,8 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	skey = conf->subject_key ? strdup(conf->subject_key) : config_data_path(cfg, "subject.key");
 	linkage_db = config_data_path(cfg, "linkage.sqlite");
 	audit_db = config_data_path(cfg, "audit.sqlite");
-	if (skey == NULL || linkage_db == NULL || audit_db == NULL) {
+	spool_dir = config_data_path(cfg, "responses");
+	if (skey == NULL || linkage_db == NULL || audit_db == NULL || spool_dir == NULL) {
 		snprintf(msg, msg_size, "out of memory");
 		goto fail;
 	}
@@ -1637,6 +1638,7 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	    .commit_seconds = svc->m_commit_seconds,
 	    .batch_rows = svc->m_batch_rows,
 	    .db_path = audit_db,
+	    .spool_dir = spool_dir,
 	    .checkpoint_key_path = conf->document_key,
 	    .queue_limit = conf->audit.queue_limit,
 	    .checkpoint_every_rows = conf->audit.checkpoint_rows,
@@ -1667,12 +1669,14 @@ int issuance_service_open(uv_loop_t *loop, struct config *cfg, struct plugin_hos
 	free(skey);
 	free(linkage_db);
 	free(audit_db);
+	free(spool_dir);
 	*out = svc;
 	return 0;
 fail:
 	free(skey);
 	free(linkage_db);
 	free(audit_db);
+	free(spool_dir);
 	if (svc->audit != NULL) {
 		audit_close(svc->audit);
 		svc->audit = NULL;

@@ -149,7 +149,7 @@ int main(int argc, char **argv)
 	printf("rows %d (failed %d), %d in flight, stored response %zu bytes per row\n", n,
 	       bench.failed, in_flight, bench.response_len);
 	printf("  %.0f rows/s over %.2f s\n", n / secs, secs);
-	printf("  %llu commits (fsyncs): %.1f rows per commit, %.0f us per commit (max %llu us), "
+	printf("  %llu commits: %.1f rows per commit, %.0f us per commit (max %llu us), "
 	       "%llu checkpoints\n",
 	       (unsigned long long)m.batches, m.avg_batch_rows, m.avg_commit_us,
 	       (unsigned long long)m.max_commit_us, (unsigned long long)m.checkpoints);
@@ -159,7 +159,8 @@ int main(int argc, char **argv)
 
 	struct audit_verify_report rep;
 	uint64_t v0 = now_ns();
-	int rc = audit_verify(db, key, &rep, err, sizeof err);
+	const char *keys[] = {key};
+	int rc = audit_verify(db, keys, 1, &rep, err, sizeof err);
 	double vsecs = (double)(now_ns() - v0) / 1e9;
 	printf("  verify: %s, %llu rows and %llu checkpoints in %.2f s (%.0f rows/s)\n",
 	       rc == AUDIT_OK	     ? "ok"

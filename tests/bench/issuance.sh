@@ -9,8 +9,10 @@
 # drives it with madoguchi-kiosk-sim (one-page residence certificates, TLS keep-alive):
 #   1. closed loop, COUNT requests over 64 connections: the highest rate it sustains;
 #   2. open loop at 80 % of that rate for 15 s over the same 64 connections (opened before the
-#      clock starts): p50 and p99 latency from each request's due time, so a queue cannot hide;
-# and prints the audit's rows, commits and rows per commit from the daemon's metrics.
+#      clock starts): p50 and p99 latency from each request's due time, so a queue cannot hide,
+#      and the p99 of each second (a stall shows as one high second, a queue as a run of them);
+# and prints the audit's rows, commits and rows per commit from the daemon's metrics (a commit
+# that stored responses is two fsyncs: the response spool's segment, then the WAL).
 # Client and daemon share the machine's cores; the figures are for the pair.
 # OPEN_CONNECTIONS=N changes the open loop's connections (default 64); RATE=N runs the open
 # loop at N/s instead of 80 % of the closed loop's rate (to draw a latency curve).
@@ -60,6 +62,7 @@ curl -s "http://127.0.0.1:$metrics/metrics" >"$tmp/before.prom"
 "${sim[@]}" --rate "$target" --duration 15 --connections "${OPEN_CONNECTIONS:-64}" >"$tmp/open.json" || true
 curl -s "http://127.0.0.1:$metrics/metrics" >"$tmp/after.prom"
 field '"   %d answered (%s), %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["latency_ms"]["max"], d["mismatches"])' <"$tmp/open.json"
+field '"   p99 of each second (ms): " + " ".join("%.0f" % x for x in d["p99_by_second_ms"])' <"$tmp/open.json"
 # The daemon's own view of the same requests (arrival to answer, without the client's queues).
 python3 - "$tmp/before.prom" "$tmp/after.prom" <<'PY'
 import sys
@@ -90,7 +93,7 @@ for line in sys.stdin:
 rows = m.get("madoguchi_audit_batch_rows_sum", 0)
 commits = m.get("madoguchi_audit_batch_rows_count", 0)
 secs = m.get("madoguchi_audit_commit_duration_seconds_sum", 0)
-print("   %d rows in %d commits (fsyncs): %.1f rows per commit, %.2f ms per commit"
+print("   %d rows in %d commits: %.1f rows per commit, %.2f ms per commit"
       % (rows, commits, rows / commits if commits else 0,
          1000 * secs / commits if commits else 0))
 slow = [(k, v) for k, v in m.items()

@@ -11,8 +11,9 @@ madoguchictl, a restart and an idempotent replay after it.  Then it scans
 
   - every log line of every daemon run and the vendor simulator's stderr,
   - every text and blob column of every table of data_dir/audit.sqlite and data_dir/gate.sqlite
-    (the ministry list blob also base64-decoded), except stored_responses.response, whose
-    JSON members other than document.data (the certificate itself) are scanned instead,
+    (the ministry list blob also base64-decoded), and the stored responses (their bytes in the
+    response spool, data_dir/responses), whose JSON members other than document.data (the
+    certificate itself) are scanned,
 
 for the demo data's personal data, taken from the registry the test created (not from what
 the appliance says): full names (kanji and kana, each spacing), addresses, card serials (both
@@ -148,11 +149,21 @@ def decoded_members(text):
 
 
 def stored_responses(path):
-    """[(request_id, response dict)] of the audit database's stored responses."""
+    """[(request_id, response dict)] of the audit database's stored responses: their bytes are
+    in the response spool beside it (data_dir/responses/NNNNNNNNNN.spool, at the row's offset
+    and length), or in the row itself for a row written before the spool."""
+    spool = os.path.join(os.path.dirname(path), "responses")
     db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
     try:
-        return [(rid, json.loads(bytes(resp) if not isinstance(resp, str) else resp))
-                for rid, resp in db.execute("SELECT request_id, response FROM stored_responses")]
+        out = []
+        for rid, resp, segment, offset, length in db.execute(
+                "SELECT request_id, response, segment, offset, length FROM stored_responses"):
+            if segment is not None:
+                with open(os.path.join(spool, "%010d.spool" % segment), "rb") as f:
+                    f.seek(offset)
+                    resp = f.read(length)
+            out.append((rid, json.loads(bytes(resp) if not isinstance(resp, str) else resp)))
+        return out
     finally:
         db.close()
 

@@ -24,6 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <sys/stat.h>
+
 #include <cmocka.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -748,6 +751,214 @@ static void expired_responses_are_purged_by_the_writer(void **state)
 	assert_int_equal(sql_int(path, "SELECT count(*) FROM audit_rows"), 2);
 }
 
+/* --- the response spool ---------------------------------------------------------------------- */
+
+/* The segment files (*.spool) in the spool directory of the database at path. */
+static int spool_files(const char *path)
+{
+	char spool[320];
+	snprintf(spool, sizeof spool, "%s.responses", path);
+	DIR *d = opendir(spool);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		n += strlen(e->d_name) > 6 &&
+		     strcmp(e->d_name + strlen(e->d_name) - 6, ".spool") == 0;
+	closedir(d);
+	return n;
+}
+
+static void lookup_is(struct audit *a, const char *id, int want, const unsigned char *bytes,
+		      size_t n)
+{
+	struct audit_response found;
+	char err[256] = "";
+	assert_int_equal(audit_lookup_response(a, id, &found, err, sizeof err), want);
+	if (want == AUDIT_OK) {
+		assert_int_equal(found.response_len, n);
+		assert_memory_equal(found.response, bytes, n);
+	} else {
+		assert_null(found.response);
+	}
+	audit_response_free(&found);
+}
+
+static void a_stored_response_lives_in_the_spool_and_survives_a_restart(void **state)
+{
+	(void)state;
+	enum { SIZE = 100 * 1024 };
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, NULL, 0);
+	unsigned char *bytes = big_response(SIZE, 3);
+	store(a, &loop, "spooled", bytes, SIZE, (int64_t)time(NULL) + 3600, AUDIT_OK);
+	close_store(&loop, a);
+
+	/* The database says where the bytes are; it does not hold them. */
+	assert_int_equal(sql_int(path, "SELECT length(response) FROM stored_responses"), 0);
+	assert_int_equal(sql_int(path, "SELECT length FROM stored_responses"), SIZE);
+	int64_t segment = sql_int(path, "SELECT segment FROM stored_responses");
+	assert_true(segment > 0);
+	assert_int_equal(sql_int(path, "SELECT count(*) FROM response_segments"), 1);
+	char file[400];
+	snprintf(file, sizeof file, "%s.responses/%010lld.spool", path, (long long)segment);
+	struct stat st;
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_size, SIZE);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	/* A restart reads them back, byte for byte. */
+	a = open_store(&loop, path, NULL, 0);
+	lookup_is(a, "spooled", AUDIT_OK, bytes, SIZE);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(bytes);
+}
+
+static void a_damaged_or_missing_segment_is_an_error_never_other_bytes(void **state)
+{
+	(void)state;
+	enum { SIZE = 4096 };
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, NULL, 0);
+	unsigned char *bytes = big_response(SIZE, 5);
+	store(a, &loop, "to-damage", bytes, SIZE, (int64_t)time(NULL) + 3600, AUDIT_OK);
+	close_store(&loop, a);
+	char file[400];
+	snprintf(file, sizeof file, "%s.responses/%010lld.spool", path,
+		 (long long)sql_int(path, "SELECT segment FROM stored_responses"));
+
+	/* One byte changed: the checksum catches it. */
+	FILE *f = fopen(file, "r+b");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 100, SEEK_SET), 0);
+	assert_int_equal(fputc(bytes[100] ^ 0x20, f), bytes[100] ^ 0x20);
+	fclose(f);
+	a = open_store(&loop, path, NULL, 0);
+	lookup_is(a, "to-damage", AUDIT_ERROR, NULL, 0);
+	close_store(&loop, a);
+
+	/* The segment gone while its response is live: an error too, not "never seen". */
+	assert_int_equal(unlink(file), 0);
+	a = open_store(&loop, path, NULL, 0);
+	lookup_is(a, "to-damage", AUDIT_ERROR, NULL, 0);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(bytes);
+}
+
+static void a_segment_is_removed_once_all_its_responses_expired(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit_options opt = {.db_path = path, .purge_interval_ms = 50};
+	struct audit *a;
+	char err[256];
+	assert_int_equal(audit_open(&loop, &opt, &a, err, sizeof err), AUDIT_OK);
+	const unsigned char body[] = "{\"certificate\":\"...\"}";
+	store(a, &loop, "old-1", body, sizeof body, (int64_t)time(NULL) - 2, AUDIT_OK);
+	store(a, &loop, "old-2", body, sizeof body, (int64_t)time(NULL) - 1, AUDIT_OK);
+	assert_int_equal(spool_files(path), 1);
+	struct audit_metrics m;
+	for (int i = 0; i < 100; i++) {
+		audit_metrics_snapshot(a, &m);
+		if (m.responses_purged >= 2 && spool_files(path) == 0)
+			break;
+		usleep(20000);
+	}
+	assert_int_equal(m.responses_purged, 2);
+	assert_int_equal(spool_files(path), 0);
+
+	/* The writer goes on in a new segment. */
+	const unsigned char next[] = "next";
+	store(a, &loop, "new", next, sizeof next, (int64_t)time(NULL) + 3600, AUDIT_OK);
+	lookup_is(a, "new", AUDIT_OK, next, sizeof next);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(spool_files(path), 1);
+	assert_int_equal(sql_int(path, "SELECT count(*) FROM response_segments"), 1);
+}
+
+static void an_orphan_segment_is_removed_on_open_and_other_files_are_kept(void **state)
+{
+	(void)state;
+	char path[300], spool[320], file[400];
+	new_db(path, sizeof path);
+	snprintf(spool, sizeof spool, "%s.responses", path);
+	assert_int_equal(mkdir(spool, 0700), 0);
+	/* Bytes of a batch that never committed (a crash), and an operator's note. */
+	snprintf(file, sizeof file, "%s/0000000099.spool", spool);
+	FILE *f = fopen(file, "w");
+	assert_non_null(f);
+	fputs("uncommitted bytes", f);
+	fclose(f);
+	char note[400];
+	snprintf(note, sizeof note, "%s/README", spool);
+	f = fopen(note, "w");
+	assert_non_null(f);
+	fclose(f);
+
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct audit *a = open_store(&loop, path, NULL, 0);
+	assert_int_equal(access(file, F_OK), -1);
+	assert_int_equal(access(note, F_OK), 0);
+	/* New segments are numbered past every name seen. */
+	const unsigned char body[] = "answer";
+	store(a, &loop, "after-orphan", body, sizeof body, (int64_t)time(NULL) + 3600, AUDIT_OK);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(sql_int(path, "SELECT segment FROM stored_responses"), 100);
+}
+
+static void a_schema_1_database_is_upgraded_and_its_inline_responses_replay(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char path[300];
+	new_db(path, sizeof path);
+	struct audit *a = open_store(&loop, path, key_a, 0);
+	const unsigned char body[] = "inline";
+	store(a, &loop, "from-v1", body, sizeof body, (int64_t)time(NULL) + 3600, AUDIT_OK);
+	close_store(&loop, a);
+	/* Make it what schema 1 wrote: the bytes in the row, no spool columns, version 1. */
+	sql(path, "UPDATE stored_responses SET response = X'696E6C696E6500'");
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "ALTER TABLE stored_responses DROP COLUMN segment;"
+				      "ALTER TABLE stored_responses DROP COLUMN offset;"
+				      "ALTER TABLE stored_responses DROP COLUMN length;"
+				      "ALTER TABLE stored_responses DROP COLUMN response_crc32;"
+				      "DROP TABLE response_segments; PRAGMA user_version=1;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(sql_int(path, "PRAGMA user_version"), 1);
+
+	a = open_store(&loop, path, key_a, 0);
+	assert_int_equal(sql_int(path, "PRAGMA user_version"), 2);
+	lookup_is(a, "from-v1", AUDIT_OK, body, sizeof body);
+	const unsigned char later[] = "spooled";
+	store(a, &loop, "from-v2", later, sizeof later, (int64_t)time(NULL) + 3600, AUDIT_OK);
+	lookup_is(a, "from-v2", AUDIT_OK, later, sizeof later);
+	close_store(&loop, a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	struct audit_verify_report rep;
+	assert_int_equal(verify(path, pub_a, &rep), AUDIT_OK);
+	assert_int_equal(rep.rows_checked, 2);
+}
+
 /* --- crash, export, checks ------------------------------------------------------------------- */
 
 struct child {
@@ -758,12 +969,25 @@ struct child {
 
 static void child_done(void *arg, int status, int64_t seq, const char *hash);
 
+enum { CHILD_RESPONSE = 24 * 1024 };
+
+/* Row i of the killed writer, with a stored response of its own bytes (seed i). */
 static void child_submit(struct child *c)
 {
 	struct audit_row row;
 	char id[64];
-	fill_row(&row, id, sizeof id, c->next++);
-	if (audit_submit(c->audit, &row, NULL, child_done, c, NULL, 0) != AUDIT_OK)
+	int i = c->next++;
+	fill_row(&row, id, sizeof id, i);
+	unsigned char *bytes = big_response(CHILD_RESPONSE, i);
+	struct audit_stored_response resp = {.request_id = id,
+					     .body_sha256 = body_hash,
+					     .card_serial_digest = subject,
+					     .response = bytes,
+					     .response_len = CHILD_RESPONSE,
+					     .expires_at = (int64_t)time(NULL) + 3600};
+	int rc = audit_submit(c->audit, &row, &resp, child_done, c, NULL, 0);
+	free(bytes);
+	if (rc != AUDIT_OK)
 		_exit(3);
 }
 
@@ -824,10 +1048,28 @@ static void a_killed_writer_loses_no_row_it_reported_committed(void **state)
 	print_message("# killed after %d OK callbacks; %lld rows durable\n", told,
 		      (long long)rep.last_seq);
 
-	/* And it goes on from there. */
+	/* Each of them has its stored response, byte for byte: the row k-th committed is row
+	 * k - 1 of the child (its callbacks run in submit order), and a committed row never
+	 * refers to spool bytes that were not written. */
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	struct audit *a = open_store(&loop, path, key_a, 0);
+	for (int64_t k = 1; k <= max_told; k++) {
+		char id[64];
+		struct audit_row row;
+		fill_row(&row, id, sizeof id, (int)(k - 1));
+		struct audit_response found;
+		char err[256] = "";
+		if (audit_lookup_response(a, id, &found, err, sizeof err) != AUDIT_OK)
+			fail_msg("row %lld: no stored response: %s", (long long)k, err);
+		unsigned char *want = big_response(CHILD_RESPONSE, (int)(k - 1));
+		assert_int_equal(found.response_len, CHILD_RESPONSE);
+		assert_memory_equal(found.response, want, CHILD_RESPONSE);
+		free(want);
+		audit_response_free(&found);
+	}
+
+	/* And it goes on from there. */
 	write_rows(&loop, a, 1, rep.last_seq + 1);
 	close_store(&loop, a);
 	assert_int_equal(uv_loop_close(&loop), 0);
@@ -969,6 +1211,11 @@ int main(void)
 	    cmocka_unit_test(a_stored_response_is_returned_for_its_request_id_and_not_after_expiry),
 	    cmocka_unit_test(a_second_response_for_the_same_request_id_is_a_duplicate),
 	    cmocka_unit_test(expired_responses_are_purged_by_the_writer),
+	    cmocka_unit_test(a_stored_response_lives_in_the_spool_and_survives_a_restart),
+	    cmocka_unit_test(a_damaged_or_missing_segment_is_an_error_never_other_bytes),
+	    cmocka_unit_test(a_segment_is_removed_once_all_its_responses_expired),
+	    cmocka_unit_test(an_orphan_segment_is_removed_on_open_and_other_files_are_kept),
+	    cmocka_unit_test(a_schema_1_database_is_upgraded_and_its_inline_responses_replay),
 	    cmocka_unit_test(a_killed_writer_loses_no_row_it_reported_committed),
 	    cmocka_unit_test(export_writes_one_json_line_per_row),
 	    cmocka_unit_test(a_row_with_clear_personal_data_is_refused_without_echoing_it),

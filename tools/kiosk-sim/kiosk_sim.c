@@ -589,23 +589,29 @@ struct stats {
 	uint64_t by_check[8]; /* verify failures per -kiosk_verify_status */
 	struct tally by_code, unexpected_by_code, transport_by_reason;
 	double *lat_ms;
+	uint32_t *lat_second; /* the second of the run each latency's origin fell in */
 	size_t nlat, caplat;
-	unsigned shown; /* failures described on stderr */
+	double start;	       /* the run's clock origin */
+	json_t *p99_by_second; /* p99 of the answers due (or sent) in each second of the run */
+	unsigned shown;	       /* failures described on stderr */
 	double elapsed_s;
 };
 
-static void stats_latency(struct stats *s, double ms)
+static void stats_latency(struct stats *s, double ms, double origin)
 {
 	if (s->nlat == s->caplat) {
 		size_t cap = s->caplat == 0 ? 4096 : 2 * s->caplat;
 		double *l = realloc(s->lat_ms, cap * sizeof *l);
-		if (l == NULL) {
+		uint32_t *sec = l ? realloc(s->lat_second, cap * sizeof *sec) : NULL;
+		if (l == NULL || sec == NULL) {
 			say("out of memory");
 			exit(1);
 		}
 		s->lat_ms = l;
+		s->lat_second = sec;
 		s->caplat = cap;
 	}
+	s->lat_second[s->nlat] = origin > s->start ? (uint32_t)(origin - s->start) : 0;
 	s->lat_ms[s->nlat++] = ms;
 }
 
@@ -654,6 +660,56 @@ static double percentile(const struct stats *s, double q)
 	if ((double)k < rank)
 		k++;
 	return s->lat_ms[k == 0 ? 0 : k - 1];
+}
+
+/* x >= 0 rounded to 1/scale, for a report a person reads. */
+static double rounded(double x, double scale)
+{
+	return (double)(uint64_t)(x * scale + 0.5) / scale;
+}
+
+struct second_ms {
+	uint32_t second;
+	double ms;
+};
+
+static int second_ms_cmp(const void *a, const void *b)
+{
+	const struct second_ms *x = a, *y = b;
+	if (x->second != y->second)
+		return x->second < y->second ? -1 : 1;
+	return x->ms < y->ms ? -1 : x->ms > y->ms;
+}
+
+/*
+ * The p99 latency of each second of an open-loop run (by due time), as a JSON array: a queue
+ * that builds up and drains shows as a run of high seconds, a one-off stall as one.
+ */
+static json_t *p99_by_second(const struct stats *s)
+{
+	json_t *out = json_array();
+	struct second_ms *all = malloc((s->nlat ? s->nlat : 1) * sizeof *all);
+	if (out == NULL || all == NULL) {
+		free(all);
+		return out;
+	}
+	for (size_t i = 0; i < s->nlat; i++)
+		all[i] = (struct second_ms){s->lat_second[i], s->lat_ms[i]};
+	qsort(all, s->nlat, sizeof *all, second_ms_cmp);
+	for (size_t first = 0, sec = 0; first < s->nlat; sec++) {
+		size_t n = 0;
+		while (first + n < s->nlat && all[first + n].second == sec)
+			n++;
+		/* the same rank as percentile() */
+		size_t k = (size_t)(0.99 * (double)n);
+		if ((double)k < 0.99 * (double)n)
+			k++;
+		json_array_append_new(
+		    out, json_real(n ? rounded(all[first + (k ? k - 1 : 0)].ms, 1e3) : 0));
+		first += n;
+	}
+	free(all);
+	return out;
 }
 
 /* --- the checker: 201s verified off the loop thread ----------------------------------------- */
@@ -1005,7 +1061,7 @@ static void xfer_finish(const struct plan *p, struct checker *ck, struct stats *
 	}
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 	s->completed++;
-	stats_latency(s, (done_at - x->origin) * 1e3);
+	stats_latency(s, (done_at - x->origin) * 1e3, x->origin);
 	if (status >= 100 && status < 600)
 		s->by_status[status]++;
 	int expect = expected_outcome(p, &p->cards[j->card], j->certificate);
@@ -1196,6 +1252,7 @@ static int run(const struct plan *p, const struct kiosk_keyring *keys, FILE *ind
 	long inflight = 0;
 	bool issuing = rc == 0;
 	double start = now_s();
+	s->start = start;
 	while (rc == 0) {
 		double t = now_s(), next_due = 0;
 		if (issuing && (interrupted || s->sent >= p->total ||
@@ -1308,12 +1365,6 @@ static int run(const struct plan *p, const struct kiosk_keyring *keys, FILE *ind
 
 /* --- reporting ---------------------------------------------------------------------------- */
 
-/* x >= 0 rounded to 1/scale, for a report a person reads. */
-static double rounded(double x, double scale)
-{
-	return (double)(uint64_t)(x * scale + 0.5) / scale;
-}
-
 static json_t *report_json(const struct stats *s)
 {
 	json_t *by_status = json_object(), *checks = json_object();
@@ -1332,7 +1383,7 @@ static json_t *report_json(const struct stats *s)
 	double rate = s->elapsed_s > 0 ? (double)s->completed / s->elapsed_s : 0;
 	return json_pack(
 	    "{s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:f, s:f, s:{s:f, s:f, s:f, s:f}, s:o, s:I, s:I, "
-	    "s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:b}",
+	    "s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:o}",
 	    "sent", (json_int_t)s->sent, "completed", (json_int_t)s->completed, "by_status",
 	    by_status, "by_code", tally_json(&s->by_code), "mismatches", (json_int_t)s->mismatches,
 	    "verify_failures", (json_int_t)s->verify_failures, "transport_errors",
@@ -1346,7 +1397,8 @@ static json_t *report_json(const struct stats *s)
 	    tally_json(&s->transport_by_reason), "saved", (json_int_t)s->saved, "save_failures",
 	    (json_int_t)s->save_failures, "connections_opened", (json_int_t)s->connections,
 	    "signing_stalls", (json_int_t)s->signing_stalls, "resigned", (json_int_t)s->resigned,
-	    "interrupted", interrupted ? 1 : 0);
+	    "interrupted", interrupted ? 1 : 0, "p99_by_second_ms",
+	    s->p99_by_second ? json_incref(s->p99_by_second) : json_null());
 }
 
 static void print_tally(const char *title, const struct tally *t)
@@ -1666,6 +1718,8 @@ int main(int argc, char **argv)
 	if ((keys = keys_fetch(&p)) == NULL)
 		goto done;
 	rc = run(&p, keys, index, &s);
+	if (p.rate > 0)
+		s.p99_by_second = p99_by_second(&s);
 	if (s.nlat > 0)
 		qsort(s.lat_ms, s.nlat, sizeof *s.lat_ms, dbl_cmp);
 	if (p.json) {
@@ -1684,6 +1738,8 @@ done:
 		curl_global_cleanup();
 	plan_free(&p);
 	free(s.lat_ms);
+	free(s.lat_second);
+	json_decref(s.p99_by_second);
 	free(s.by_code.items);
 	free(s.unexpected_by_code.items);
 	free(s.transport_by_reason.items);
