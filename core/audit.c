@@ -115,11 +115,11 @@ static const char audit_schema[] =
 /*
  * Schema 2: a stored response's bytes are in the spool (spool.h); its row says where, with
  * the bytes' CRC-32, and keeps an empty `response`.  A row with `segment` NULL (written by
- * schema 1) still holds its bytes in `response`.  The bytes' CRC-32 catches a damaged or
- * misplaced segment before a reprint goes out (a checksum, not a seal: whoever can rewrite the
- * segment can rewrite the row; the certificate's own signed codes are the seal).  response_segments
- * lists every segment a committed row refers to, with the latest expiry among its responses: the
- * purge removes a segment once that has passed.
+ * schema 1) still holds its bytes in `response`.  The CRC-32 catches a damaged or misplaced
+ * segment before a reprint goes out (a checksum, not a seal: whoever can rewrite the segment
+ * can rewrite the row; the certificate's own signed codes are the seal).  response_segments
+ * lists every segment a committed row refers to, with the latest expiry among its responses:
+ * the purge removes a segment once that has passed.
  */
 static const char audit_schema_v2[] =
     "ALTER TABLE stored_responses ADD COLUMN segment INTEGER;"
