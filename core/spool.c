@@ -197,9 +197,10 @@ static int spool_new_segment(struct spool *s, time_t now, char *err, size_t err_
 		uint32_t id = s->next_id++;
 		spool_name(id, name);
 		int fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		/* A name taken since the listing: never append to a file this spool did not start.
+		 */
 		if (fd < 0 && errno == EEXIST)
-			continue; /* left by someone else: never append to a file we did not start
-				   */
+			continue;
 		if (fd < 0)
 			return spool_fail(err, err_size, "cannot create %s/%s: %s", s->dir, name,
 					  strerror(errno));
