@@ -4,9 +4,9 @@
  * A document is drawn into one content buffer (all pages, each page a slice).  Text is drawn
  * with the faces' original glyph ids as fixed-width placeholders ("<" 4 hex digits per glyph
  * ">"), and every such hex string is remembered as a run.  pdf_doc_finish() subsets each face to
- * the glyphs the document used (hb-subset from a face preprocessed once), learns the subset's
- * glyph numbering from the subset plan, and overwrites the placeholders in place: same width, so
- * nothing moves.  Then it writes the objects, each one's offset noted for the xref table.
+ * the glyphs the document used (ttf.c), numbered in order of first use, and overwrites the
+ * placeholders in place with the subset's glyph ids: same width, so nothing moves.  Then it writes
+ * the objects, each one's offset noted for the xref table.
  *
  * The faces (struct pdf_fonts) are process-wide and read-only once loaded: HarfBuzz fonts and
  * faces may be shaped with and subset from by any number of threads at once.  Everything else
@@ -21,13 +21,13 @@
 #include <cairo.h>
 #include <fontconfig/fontconfig.h>
 #include <hb-ot.h>
-#include <hb-subset.h>
 #include <hb.h>
 #include <libdeflate.h>
 #include <pango/pango.h>
 #include <zlib.h>
 
 #include "pdf.h"
+#include "ttf.h"
 
 #define PDF_PAGE_W 595.276
 #define PDF_PAGE_H 841.890
@@ -39,9 +39,9 @@
 struct pdf_face_data {
 	const char *family; /* fontconfig family, also the PDF BaseFont after the subset tag */
 	hb_blob_t *blob;
-	hb_face_t *face;       /* for shaping and metrics */
-	hb_face_t *subset_src; /* hb_subset_preprocess()ed copy, for subsetting */
-	hb_font_t *font;       /* scale = upem: positions in font units */
+	hb_face_t *face;     /* for shaping and metrics */
+	struct ttf_font ttf; /* the blob's tables, for subsetting */
+	hb_font_t *font;     /* scale = upem: positions in font units */
 	unsigned upem, glyph_count;
 	int ascender, descender; /* font units, descender negative */
 	int bbox[4], cap_height;
@@ -116,6 +116,8 @@ struct pdf_doc {
 	PangoLogAttr *attrs;
 	size_t attr_cap;
 	struct pdf_use use[PDF_FACE_COUNT];
+	uint16_t *new_id[PDF_FACE_COUNT]; /* per original glyph id: its id in the subset */
+	struct ttf_subset sub[PDF_FACE_COUNT];
 	hb_buffer_t *hb;
 	struct libdeflate_compressor *deflater; /* made on first use */
 	/* Graphics state of the current page, so unchanged settings are not written again. */
@@ -205,11 +207,10 @@ static void pdf_hex4(unsigned char *dst, unsigned v)
 static void pdf_face_close(struct pdf_face_data *f)
 {
 	hb_font_destroy(f->font);
-	hb_face_destroy(f->subset_src);
 	hb_face_destroy(f->face);
 	hb_blob_destroy(f->blob);
 	f->font = NULL;
-	f->subset_src = f->face = NULL;
+	f->face = NULL;
 	f->blob = NULL;
 }
 
@@ -259,7 +260,18 @@ static int pdf_face_open(struct pdf_face_data *f, char *err, size_t err_size)
 		snprintf(err, err_size, "font file %s is not a usable TrueType font", path);
 		return -1;
 	}
-	f->subset_src = hb_subset_preprocess(f->face);
+	unsigned blen;
+	const char *bytes = hb_blob_get_data(f->blob, &blen);
+	char why[160];
+	if (ttf_font_open(&f->ttf, bytes, blen, why, sizeof why) != 0) {
+		snprintf(err, err_size, "font file %s cannot be embedded: %s", path, why);
+		return -1;
+	}
+	if (f->ttf.glyphs != f->glyph_count) {
+		snprintf(err, err_size, "font file %s: HarfBuzz and maxp disagree on its glyphs",
+			 path);
+		return -1;
+	}
 	f->font = hb_font_create(f->face);
 	hb_font_extents_t e;
 	hb_font_get_h_extents(f->font, &e);
@@ -276,7 +288,6 @@ static int pdf_face_open(struct pdf_face_data *f, char *err, size_t err_size)
 		f->bbox[i] = (int16_t)((h[36 + 2 * i] << 8) | h[37 + 2 * i]);
 	hb_blob_destroy(head);
 	hb_font_make_immutable(f->font);
-	hb_face_make_immutable(f->subset_src);
 	return 0;
 }
 
@@ -344,6 +355,8 @@ void pdf_doc_free(struct pdf_doc *doc)
 	for (int f = 0; f < PDF_FACE_COUNT; f++) {
 		free(doc->use[f].first);
 		free(doc->use[f].list);
+		free(doc->new_id[f]);
+		ttf_subset_free(&doc->sub[f]);
 	}
 	hb_buffer_destroy(doc->hb);
 	libdeflate_free_compressor(doc->deflater);
@@ -652,10 +665,17 @@ static void pdf_glyph_run(struct pdf_doc *doc, enum pdf_face face, size_t first,
 	/* Note each glyph's first use, for the subset and the ToUnicode map. */
 	struct pdf_use *u = &doc->use[face];
 	const struct pdf_face_data *f = &pdf_fonts.face[face];
-	if (u->first == NULL) {
+	if (doc->new_id[face] == NULL) {
 		u->first = calloc(f->glyph_count, sizeof *u->first);
 		u->list = malloc(f->glyph_count * sizeof *u->list);
-		if (u->first == NULL || u->list == NULL) {
+		doc->new_id[face] = calloc(f->glyph_count, sizeof *doc->new_id[face]);
+		if (u->first == NULL || u->list == NULL || doc->new_id[face] == NULL) {
+			free(u->first);
+			free(u->list);
+			free(doc->new_id[face]);
+			u->first = NULL;
+			u->list = NULL;
+			doc->new_id[face] = NULL;
 			doc->failed = 1;
 			return;
 		}
@@ -851,71 +871,30 @@ static void pdf_utf16_hex(struct pdf_doc *doc, struct pdf_buf *b, uint32_t cp)
 	}
 }
 
-/* The subset of one face and its numbering, alive while the document is written. */
-struct pdf_subset {
-	hb_subset_plan_t *plan;
-	hb_face_t *face;
-	hb_blob_t *blob;
-	const hb_map_t *old_to_new, *new_to_old;
-	unsigned glyphs;
-	char tag[8]; /* "ABCDEF+" */
-};
-
-static int pdf_subset_make(struct pdf_doc *doc, enum pdf_face face, struct pdf_subset *s)
+/*
+ * Subsets face to the glyphs the document drew, numbered in order of first use, into
+ * doc->sub[face] and doc->new_id[face] (set back by pdf_doc_finish()), and names the subset:
+ * tag gets "ABCDEF+", from a hash of the glyph set.  0, or -1 with err saying why.
+ */
+static int pdf_subset_make(struct pdf_doc *doc, enum pdf_face face, char tag[8], char *err,
+			   size_t err_size)
 {
-	const struct pdf_face_data *f = &pdf_fonts.face[face];
 	const struct pdf_use *u = &doc->use[face];
-	hb_subset_input_t *in = hb_subset_input_create_or_fail();
-	if (in == NULL)
-		return -1;
-	hb_set_t *gids = hb_subset_input_glyph_set(in);
-	hb_set_add(gids, 0);
-	uint32_t h = 2166136261u; /* FNV-1a of the glyph set: the subset tag */
-	for (size_t i = 0; i < u->count; i++) {
-		hb_set_add(gids, u->list[i]);
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (size_t i = 0; i < u->count; i++)
 		h = (h ^ u->list[i]) * 16777619u;
-	}
-	/*
-	 * A CIDFontType2 program needs only glyf, loca, head, hhea, hmtx and maxp (ISO 32000-1
-	 * 9.9): glyphs are chosen by CID = glyph id, text is recovered through ToUnicode.  cmap
-	 * goes too: walking IPAex's 245 KB cmap was a tenth of a one-page certificate's time.
-	 */
-	hb_set_t *drop = hb_subset_input_set(in, HB_SUBSET_SETS_DROP_TABLE_TAG);
-	static const char *const dropped[] = {"GSUB", "GPOS", "GDEF", "vhea", "vmtx",
-					      "name", "post", "BASE", "JSTF", "cmap"};
-	for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
-		hb_set_add(drop, hb_tag_from_string(dropped[i], 4));
-	hb_subset_input_set_flags(in, HB_SUBSET_FLAGS_NO_HINTING);
-	s->plan = hb_subset_plan_create_or_fail(f->subset_src, in);
-	hb_subset_input_destroy(in);
-	if (s->plan == NULL)
-		return -1;
-	s->face = hb_subset_plan_execute_or_fail(s->plan);
-	if (s->face == NULL)
-		return -1;
-	s->blob = hb_face_reference_blob(s->face);
-	s->old_to_new = hb_subset_plan_old_to_new_glyph_mapping(s->plan);
-	s->new_to_old = hb_subset_plan_new_to_old_glyph_mapping(s->plan);
-	s->glyphs = hb_face_get_glyph_count(s->face);
 	for (int i = 0; i < 6; i++, h /= 26)
-		s->tag[i] = (char)('A' + h % 26);
-	s->tag[6] = '+';
-	s->tag[7] = '\0';
-	return 0;
-}
-
-static void pdf_subset_free(struct pdf_subset *s)
-{
-	hb_blob_destroy(s->blob);
-	hb_face_destroy(s->face);
-	hb_subset_plan_destroy(s->plan);
-	memset(s, 0, sizeof *s);
+		tag[i] = (char)('A' + h % 26);
+	tag[6] = '+';
+	tag[7] = '\0';
+	return ttf_subset(&pdf_fonts.face[face].ttf, u->list, u->count, doc->new_id[face],
+			  &doc->sub[face], err, err_size);
 }
 
 /* Writes the five objects of one face from obj on: Type0, CIDFont, descriptor, file, ToUnicode. */
-static void pdf_write_font(struct pdf_doc *doc, enum pdf_face face, const struct pdf_subset *s,
-			   int obj)
+static void pdf_write_font(struct pdf_doc *doc, enum pdf_face face, const char *tag, int obj)
 {
+	const struct ttf_subset *s = &doc->sub[face];
 	const struct pdf_face_data *f = &pdf_fonts.face[face];
 	const struct pdf_use *u = &doc->use[face];
 	struct pdf_buf *o = &doc->out;
@@ -923,7 +902,7 @@ static void pdf_write_font(struct pdf_doc *doc, enum pdf_face face, const struct
 
 	pdf_obj_begin(doc, obj);
 	pdf_puts(doc, o, "<</Type /Font /Subtype /Type0 /BaseFont /");
-	pdf_puts(doc, o, s->tag);
+	pdf_puts(doc, o, tag);
 	pdf_puts(doc, o, f->family);
 	pdf_puts(doc, o, " /Encoding /Identity-H /DescendantFonts [");
 	pdf_ref(doc, obj + 1);
@@ -933,17 +912,15 @@ static void pdf_write_font(struct pdf_doc *doc, enum pdf_face face, const struct
 
 	pdf_obj_begin(doc, obj + 1);
 	pdf_puts(doc, o, "<</Type /Font /Subtype /CIDFontType2 /BaseFont /");
-	pdf_puts(doc, o, s->tag);
+	pdf_puts(doc, o, tag);
 	pdf_puts(doc, o, f->family);
 	pdf_puts(doc, o,
 		 " /CIDSystemInfo <</Registry (Adobe) /Ordering (Identity) /Supplement 0>>"
 		 " /FontDescriptor ");
 	pdf_ref(doc, obj + 2);
 	pdf_puts(doc, o, " /CIDToGIDMap /Identity /DW 1000 /W [0 [");
-	for (unsigned g = 0; g < s->glyphs; g++) {
-		hb_codepoint_t old = hb_map_get(s->new_to_old, g);
-		hb_position_t adv =
-		    old == HB_MAP_VALUE_INVALID ? 0 : hb_font_get_glyph_h_advance(f->font, old);
+	for (size_t g = 0; g < s->count; g++) {
+		hb_position_t adv = hb_font_get_glyph_h_advance(f->font, s->order[g]);
 		pdf_uint(doc, o, (unsigned long long)llround(adv * k));
 		pdf_putc(doc, o, ' ');
 	}
@@ -951,7 +928,7 @@ static void pdf_write_font(struct pdf_doc *doc, enum pdf_face face, const struct
 
 	pdf_obj_begin(doc, obj + 2);
 	pdf_puts(doc, o, "<</Type /FontDescriptor /FontName /");
-	pdf_puts(doc, o, s->tag);
+	pdf_puts(doc, o, tag);
 	pdf_puts(doc, o, f->family);
 	pdf_puts(doc, o, " /Flags 4 /FontBBox [");
 	for (int i = 0; i < 4; i++)
@@ -968,11 +945,9 @@ static void pdf_write_font(struct pdf_doc *doc, enum pdf_face face, const struct
 
 	/* The subset is stored as it is: glyph outlines deflate by a fifth at most, and zlib
 	 * would cost more than the rest of the document (measured). */
-	unsigned blen;
-	const char *bdata = hb_blob_get_data(s->blob, &blen);
 	char dict[48];
-	snprintf(dict, sizeof dict, " /Length1 %u", blen);
-	pdf_stream(doc, obj + 3, dict, (const unsigned char *)bdata, blen, 0);
+	snprintf(dict, sizeof dict, " /Length1 %zu", s->len);
+	pdf_stream(doc, obj + 3, dict, s->data, s->len, 0);
 
 	struct pdf_buf *cm = &doc->scratch;
 	cm->len = 0;
@@ -995,7 +970,7 @@ static void pdf_write_font(struct pdf_doc *doc, enum pdf_face face, const struct
 			block = left;
 		}
 		unsigned char h[4];
-		pdf_hex4(h, hb_map_get(s->old_to_new, u->list[i]));
+		pdf_hex4(h, doc->new_id[face][u->list[i]]);
 		pdf_putc(doc, cm, '<');
 		pdf_put(doc, cm, h, 4);
 		pdf_puts(doc, cm, "> <");
@@ -1063,14 +1038,13 @@ static void pdf_text_string(struct pdf_doc *doc, const char *utf8)
 int pdf_doc_finish(struct pdf_doc *doc, const char *title, time_t created, unsigned char **pdf,
 		   size_t *len, char *err, size_t err_size)
 {
-	struct pdf_subset sub[PDF_FACE_COUNT];
+	char tag[PDF_FACE_COUNT][8];
 	int font_obj[PDF_FACE_COUNT] = {0};
 	struct pdf_buf *o = &doc->out;
 	int rc = -1;
 
 	*pdf = NULL;
 	*len = 0;
-	memset(sub, 0, sizeof sub);
 	if (doc->page_count == 0)
 		pdf_page_begin(doc);
 	doc->pages[doc->page_count - 1].end = doc->content.len;
@@ -1080,8 +1054,9 @@ int pdf_doc_finish(struct pdf_doc *doc, const char *title, time_t created, unsig
 	for (int f = 0; f < PDF_FACE_COUNT; f++) {
 		if (doc->use[f].count == 0)
 			continue;
-		if (pdf_subset_make(doc, f, &sub[f]) != 0) {
-			snprintf(err, err_size, "cannot subset font %s", pdf_fonts.face[f].family);
+		char why[128];
+		if (pdf_subset_make(doc, f, tag[f], why, sizeof why) != 0) {
+			snprintf(err, err_size, "font %s: %s", pdf_fonts.face[f].family, why);
 			goto out;
 		}
 		font_obj[f] = next;
@@ -1098,8 +1073,7 @@ int pdf_doc_finish(struct pdf_doc *doc, const char *title, time_t created, unsig
 		const struct pdf_run *run = &doc->runs[r];
 		unsigned char *dst = doc->content.d + run->offset;
 		for (size_t i = 0; i < run->count; i++, dst += 4)
-			pdf_hex4(dst, hb_map_get(sub[run->face].old_to_new,
-						 doc->glyphs[run->first + i].gid));
+			pdf_hex4(dst, doc->new_id[run->face][doc->glyphs[run->first + i].gid]);
 	}
 
 	pdf_puts(doc, o, "%PDF-1.5\n%\xe2\xe3\xcf\xd3\n");
@@ -1149,7 +1123,7 @@ int pdf_doc_finish(struct pdf_doc *doc, const char *title, time_t created, unsig
 
 	for (int f = 0; f < PDF_FACE_COUNT; f++)
 		if (font_obj[f] != 0)
-			pdf_write_font(doc, f, &sub[f], font_obj[f]);
+			pdf_write_font(doc, f, tag[f], font_obj[f]);
 	for (size_t i = 0; i < doc->xobj_count; i++)
 		pdf_write_image(doc, &doc->xobjs[i]);
 
@@ -1201,7 +1175,8 @@ int pdf_doc_finish(struct pdf_doc *doc, const char *title, time_t created, unsig
 	rc = 0;
 out:
 	for (int f = 0; f < PDF_FACE_COUNT; f++)
-		pdf_subset_free(&sub[f]);
+		if (font_obj[f] != 0)
+			ttf_subset_forget(&doc->sub[f], doc->new_id[f]);
 	return rc;
 }
 

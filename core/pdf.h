@@ -8,8 +8,8 @@
  * not change between documents and builds only what does:
  *
  *   - the two IPAex faces are found once (fontconfig), opened once for shaping (HarfBuzz, the
- *     shaper pango itself uses) and preprocessed once for subsetting (hb-subset), so a
- *     document's font subset costs tens of microseconds;
+ *     shaper pango itself uses) and their tables located once for subsetting (ttf.c, which
+ *     copies the drawn glyphs' outlines: a few microseconds per document);
  *   - text is shaped with HarfBuzz directly; only text wider than its box asks pango for the
  *     line-break opportunities (UAX #14) of its characters;
  *   - the PDF itself is the handful of objects a certificate needs (catalog, pages, Type 0 /

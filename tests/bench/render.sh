@@ -13,7 +13,7 @@ build=${2:-$top/build}
 [[ -f "$build/core/libmdgcore.a" ]] || { echo "render.sh: build first (./scripts/build)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pkgs="jansson openssl libuv yaml-0.1 cairo-png pango fontconfig harfbuzz harfbuzz-subset zlib libdeflate libqrencode"
+pkgs="jansson openssl libuv yaml-0.1 cairo-png pango fontconfig harfbuzz zlib libdeflate libqrencode"
 cc -O2 -std=c11 -D_GNU_SOURCE -include "$build/mdg-autoconf.h" -I"$top/core" -I"$top/include" \
     $(pkg-config --cflags $pkgs) "$top/tests/bench/render_bench.c" "$build/core/libmdgcore.a" \
     $(pkg-config --libs $pkgs) -lpthread -lm -o "$tmp/render_bench"
