@@ -15,7 +15,8 @@
 # that stored responses is two fsyncs: the response spool's segment, then the WAL).
 # Client and daemon share the machine's cores; the figures are for the pair.
 # OPEN_CONNECTIONS=N changes the open loop's connections (default 64); RATE=N runs the open
-# loop at N/s instead of 80 % of the closed loop's rate (to draw a latency curve).
+# loop at N/s instead of 80 % of the closed loop's rate (to draw a latency curve);
+# SECONDS_OPEN=N runs it for N s instead of 15 (a sustained load).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 count=${1:-20000}
@@ -53,13 +54,14 @@ rate=$(field 'round(d["rate_per_s"])' <"$tmp/closed.json")
 field '"   %d answered (%s), %.0f issuances/s, p50 %.1f ms, p99 %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["mismatches"])' <"$tmp/closed.json"
 
 target=${RATE:-$((rate * 8 / 10))}
+open_s=${SECONDS_OPEN:-15}
 if [[ -n "${RATE:-}" ]]; then
-    echo "2. open loop at RATE=$target/s for 15 s"
+    echo "2. open loop at RATE=$target/s for $open_s s"
 else
-    echo "2. open loop at 80 % of that: $target/s for 15 s"
+    echo "2. open loop at 80 % of that: $target/s for $open_s s"
 fi
 curl -s "http://127.0.0.1:$metrics/metrics" >"$tmp/before.prom"
-"${sim[@]}" --rate "$target" --duration 15 --connections "${OPEN_CONNECTIONS:-64}" >"$tmp/open.json" || true
+"${sim[@]}" --rate "$target" --duration "$open_s" --connections "${OPEN_CONNECTIONS:-64}" >"$tmp/open.json" || true
 curl -s "http://127.0.0.1:$metrics/metrics" >"$tmp/after.prom"
 field '"   %d answered (%s), %.0f/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, mismatches %d" % (d["completed"], d["by_status"], d["rate_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["latency_ms"]["max"], d["mismatches"])' <"$tmp/open.json"
 field '"   p99 of each second (ms): " + " ".join("%.0f" % x for x in d["p99_by_second_ms"])' <"$tmp/open.json"
