@@ -8,10 +8,10 @@
  * hand (days-since-epoch arithmetic), never through localtime()/TZ, so the readers are
  * thread-safe and independent of the host's time zone.  Readers take a const table only.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "errbuf.h"
 #include "hours.h"
 
 #define HOURS_DEFAULT_OPEN_S  (6 * 3600 + 30 * 60) /* 06:30 */
@@ -33,19 +33,7 @@ static const unsigned hours_default_fee[RECORD_CERTIFICATE_TYPE_COUNT] = {
     200, /* koseki-attachment */
 };
 
-/* Fills err (when given) and returns -1.  String arguments may be NULL ("(none)"). */
-__attribute__((format(printf, 3, 4))) static int hours_fail(char *err, size_t err_size,
-							    const char *fmt, ...)
-{
-	if (err != NULL && err_size > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_size, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
+/* A string for an error message, which may be NULL ("(none)"). */
 static const char *hours_shown(const char *s)
 {
 	return s ? s : "(none)";
@@ -134,29 +122,29 @@ int hours_set(struct hours_table *table, const char *certificate, const char *op
 {
 	int first, last;
 	if (hours_types(certificate, &first, &last) != 0)
-		return hours_fail(err, err_size, "unknown certificate type %s",
+		return errbuf_set(err, err_size, "unknown certificate type %s",
 				  hours_shown(certificate));
 	long open_s = hours_parse_clock(opening), close_s = hours_parse_clock(closing);
 	if (open_s < 0 || open_s >= HOURS_DAY_S)
-		return hours_fail(err, err_size,
+		return errbuf_set(err, err_size,
 				  "opening time %s must be HH:MM between 00:00 and 23:59",
 				  hours_shown(opening));
 	if (close_s < 0)
-		return hours_fail(err, err_size,
+		return errbuf_set(err, err_size,
 				  "closing time %s must be HH:MM between 00:01 and 24:00",
 				  hours_shown(closing));
 	if (close_s <= open_s)
-		return hours_fail(err, err_size,
+		return errbuf_set(err, err_size,
 				  "closing time %s must be after the opening time (hours cannot "
 				  "span midnight; use 24:00 for the end of the day)",
 				  hours_shown(closing));
 	if (closed_count > HOURS_CLOSED_MAX)
-		return hours_fail(err, err_size, "too many closed-day ranges (at most %d)",
+		return errbuf_set(err, err_size, "too many closed-day ranges (at most %d)",
 				  HOURS_CLOSED_MAX);
 	struct hours_closed_range ranges[HOURS_CLOSED_MAX];
 	for (size_t i = 0; i < closed_count; i++) {
 		if (closed == NULL || hours_parse_range(closed[i], &ranges[i]) != 0)
-			return hours_fail(
+			return errbuf_set(
 			    err, err_size,
 			    "closed day %s must be MM-DD or MM-DD..MM-DD (a range may "
 			    "wrap the year, e.g. 12-29..01-03)",
@@ -179,7 +167,7 @@ int hours_set_always_open(struct hours_table *table, const char *certificate, ch
 {
 	int first, last;
 	if (hours_types(certificate, &first, &last) != 0)
-		return hours_fail(err, err_size, "unknown certificate type %s",
+		return errbuf_set(err, err_size, "unknown certificate type %s",
 				  hours_shown(certificate));
 	for (int t = first; t <= last; t++)
 		table->rule[t].always_open = true;
@@ -191,10 +179,10 @@ int hours_set_fee(struct hours_table *table, const char *certificate, long yen, 
 {
 	int first, last;
 	if (hours_types(certificate, &first, &last) != 0)
-		return hours_fail(err, err_size, "unknown certificate type %s",
+		return errbuf_set(err, err_size, "unknown certificate type %s",
 				  hours_shown(certificate));
 	if (yen < 0 || yen > HOURS_FEE_MAX)
-		return hours_fail(err, err_size, "fee must be 0 to %d yen", HOURS_FEE_MAX);
+		return errbuf_set(err, err_size, "fee must be 0 to %d yen", HOURS_FEE_MAX);
 	for (int t = first; t <= last; t++)
 		table->rule[t].fee_yen = (unsigned)yen;
 	return 0;

@@ -17,13 +17,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errbuf.h"
 #include "spool.h"
 
 struct spool {
@@ -42,20 +42,6 @@ struct spool {
 	int sync_failed;
 	int test_full;
 };
-
-static int spool_fail(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int spool_fail(char *err, size_t err_size, const char *fmt, ...)
-{
-	if (err != NULL && err_size > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_size, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 void spool_name(uint32_t id, char out[SPOOL_NAME_LEN + 1])
 {
@@ -89,7 +75,7 @@ static int spool_list(struct spool *s, char *err, size_t err_size)
 	if (d == NULL) {
 		if (fd >= 0)
 			close(fd);
-		return spool_fail(err, err_size, "cannot list %s: %s", s->dir, strerror(errno));
+		return errbuf_set(err, err_size, "cannot list %s: %s", s->dir, strerror(errno));
 	}
 	size_t cap = 0;
 	struct dirent *e;
@@ -102,7 +88,7 @@ static int spool_list(struct spool *s, char *err, size_t err_size)
 			uint32_t *n = realloc(s->found, ncap * sizeof *n);
 			if (n == NULL) {
 				closedir(d);
-				return spool_fail(err, err_size, "out of memory");
+				return errbuf_set(err, err_size, "out of memory");
 			}
 			s->found = n;
 			cap = ncap;
@@ -122,20 +108,20 @@ int spool_open(const char *dir, struct spool **out, char *err, size_t err_size)
 	struct spool *s = calloc(1, sizeof *s);
 	if (s == NULL || (s->dir = strdup(dir)) == NULL) {
 		free(s);
-		return spool_fail(err, err_size, "out of memory");
+		return errbuf_set(err, err_size, "out of memory");
 	}
 	s->fd = -1;
 	s->dir_fd = -1;
 	s->next_id = 1;
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		spool_fail(err, err_size, "cannot create the response spool %s: %s", dir,
+		errbuf_set(err, err_size, "cannot create the response spool %s: %s", dir,
 			   strerror(errno));
 		spool_close(s);
 		return -1;
 	}
 	s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dir_fd < 0) {
-		spool_fail(err, err_size, "cannot open the response spool %s: %s", dir,
+		errbuf_set(err, err_size, "cannot open the response spool %s: %s", dir,
 			   strerror(errno));
 		spool_close(s);
 		return -1;
@@ -192,7 +178,7 @@ static int spool_new_segment(struct spool *s, time_t now, char *err, size_t err_
 	char name[SPOOL_NAME_LEN + 1];
 	for (int tries = 0; tries < 16; tries++) {
 		if (s->next_id == UINT32_MAX)
-			return spool_fail(err, err_size, "response spool %s: segment ids exhausted",
+			return errbuf_set(err, err_size, "response spool %s: segment ids exhausted",
 					  s->dir);
 		uint32_t id = s->next_id++;
 		spool_name(id, name);
@@ -202,13 +188,13 @@ static int spool_new_segment(struct spool *s, time_t now, char *err, size_t err_
 		if (fd < 0 && errno == EEXIST)
 			continue;
 		if (fd < 0)
-			return spool_fail(err, err_size, "cannot create %s/%s: %s", s->dir, name,
+			return errbuf_set(err, err_size, "cannot create %s/%s: %s", s->dir, name,
 					  strerror(errno));
 		if (fsync(s->dir_fd) != 0) {
 			int e = errno;
 			close(fd);
 			unlinkat(s->dir_fd, name, 0);
-			return spool_fail(err, err_size, "cannot sync the directory %s: %s", s->dir,
+			return errbuf_set(err, err_size, "cannot sync the directory %s: %s", s->dir,
 					  strerror(e));
 		}
 		s->fd = fd;
@@ -219,14 +205,14 @@ static int spool_new_segment(struct spool *s, time_t now, char *err, size_t err_
 		s->sync_failed = 0;
 		return 0;
 	}
-	return spool_fail(err, err_size, "response spool %s: no free segment name", s->dir);
+	return errbuf_set(err, err_size, "response spool %s: no free segment name", s->dir);
 }
 
 int spool_append(struct spool *s, const void *data, size_t len, time_t now, uint32_t *segment,
 		 uint64_t *offset, char *err, size_t err_size)
 {
 	if (s->test_full)
-		return spool_fail(err, err_size, "cannot write the response spool %s: %s", s->dir,
+		return errbuf_set(err, err_size, "cannot write the response spool %s: %s", s->dir,
 				  strerror(ENOSPC));
 	if (s->fd < 0 && spool_new_segment(s, now, err, err_size) != 0)
 		return -1;
@@ -239,7 +225,7 @@ int spool_append(struct spool *s, const void *data, size_t len, time_t now, uint
 		if (n <= 0) {
 			char name[SPOOL_NAME_LEN + 1];
 			spool_name(s->id, name);
-			return spool_fail(err, err_size, "cannot write %s/%s: %s", s->dir, name,
+			return errbuf_set(err, err_size, "cannot write %s/%s: %s", s->dir, name,
 					  n < 0 ? strerror(errno) : "no progress");
 		}
 		done += (size_t)n;
@@ -262,7 +248,7 @@ int spool_sync(struct spool *s, char *err, size_t err_size)
 	s->sync_failed = 1;
 	char name[SPOOL_NAME_LEN + 1];
 	spool_name(s->id, name);
-	return spool_fail(err, err_size, "cannot sync %s/%s: %s", s->dir, name, strerror(errno));
+	return errbuf_set(err, err_size, "cannot sync %s/%s: %s", s->dir, name, strerror(errno));
 }
 
 void spool_abandon(struct spool *s)
@@ -285,7 +271,7 @@ int spool_remove(struct spool *s, uint32_t id, char *err, size_t err_size)
 	char name[SPOOL_NAME_LEN + 1];
 	spool_name(id, name);
 	if (unlinkat(s->dir_fd, name, 0) != 0 && errno != ENOENT)
-		return spool_fail(err, err_size, "cannot remove %s/%s: %s", s->dir, name,
+		return errbuf_set(err, err_size, "cannot remove %s/%s: %s", s->dir, name,
 				  strerror(errno));
 	return 0;
 }
@@ -314,16 +300,16 @@ int spool_read(const char *dir, uint32_t id, uint64_t offset, size_t len, unsign
 	char path[4096], name[SPOOL_NAME_LEN + 1];
 	spool_name(id, name);
 	if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
-		return spool_fail(err, err_size, "response spool path too long");
+		return errbuf_set(err, err_size, "response spool path too long");
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT)
 		return -2;
 	if (fd < 0)
-		return spool_fail(err, err_size, "cannot open %s: %s", path, strerror(errno));
+		return errbuf_set(err, err_size, "cannot open %s: %s", path, strerror(errno));
 	unsigned char *buf = malloc(len ? len : 1);
 	if (buf == NULL) {
 		close(fd);
-		return spool_fail(err, err_size, "out of memory");
+		return errbuf_set(err, err_size, "out of memory");
 	}
 	size_t done = 0;
 	while (done < len) {
@@ -334,7 +320,7 @@ int spool_read(const char *dir, uint32_t id, uint64_t offset, size_t len, unsign
 			int e = errno;
 			close(fd);
 			free(buf);
-			return spool_fail(err, err_size, "cannot read %s at %" PRIu64 ": %s", path,
+			return errbuf_set(err, err_size, "cannot read %s at %" PRIu64 ": %s", path,
 					  offset, n < 0 ? strerror(e) : "the file is shorter");
 		}
 		done += (size_t)n;

@@ -9,11 +9,11 @@
  *
  * Nothing here is shared between calls but the read-only struct ttf_font.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
 #include "ttf.h"
 
 /* Component flags of a composite glyph (OpenType 'glyf'). */
@@ -23,20 +23,6 @@
 #define TTF_XY_SCALE	 0x0040
 #define TTF_TWO_BY_TWO	 0x0080
 #define TTF_INSTRUCTIONS 0x0100
-
-static int ttf_fail(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int ttf_fail(char *err, size_t err_size, const char *fmt, ...)
-{
-	if (err != NULL && err_size > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_size, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 static unsigned ttf_u16(const unsigned char *p)
 {
@@ -93,7 +79,7 @@ int ttf_font_open(struct ttf_font *f, const void *data, size_t len, char *err, s
 
 	memset(f, 0, sizeof *f);
 	if (len < 12 || (ttf_u32(d) != 0x00010000u && memcmp(d, "true", 4) != 0))
-		return ttf_fail(err, err_size, "not a TrueType font (no glyf outlines)");
+		return errbuf_set(err, err_size, "not a TrueType font (no glyf outlines)");
 	f->data = d;
 	f->len = len;
 	f->head = ttf_table(d, len, "head", &head_len);
@@ -106,25 +92,25 @@ int ttf_font_open(struct ttf_font *f, const void *data, size_t len, char *err, s
 	f->gasp = ttf_table(d, len, "gasp", &f->gasp_len);
 	if (f->head == NULL || f->hhea == NULL || f->maxp == NULL || f->hmtx == NULL ||
 	    f->loca == NULL || f->glyf == NULL)
-		return ttf_fail(err, err_size,
-				"a table of head, hhea, maxp, hmtx, loca and glyf is missing");
+		return errbuf_set(err, err_size,
+				  "a table of head, hhea, maxp, hmtx, loca and glyf is missing");
 	if (head_len < 54 || ttf_u32(f->head + 12) != 0x5F0F3CF5u || ttf_u16(f->head + 50) > 1)
-		return ttf_fail(err, err_size, "the head table is malformed");
+		return errbuf_set(err, err_size, "the head table is malformed");
 	if (hhea_len < 36 || f->maxp_len < 6)
-		return ttf_fail(err, err_size, "the hhea or maxp table is too short");
+		return errbuf_set(err, err_size, "the hhea or maxp table is too short");
 	f->long_loca = ttf_u16(f->head + 50) == 1;
 	f->glyphs = ttf_u16(f->maxp + 4);
 	f->hmetrics = ttf_u16(f->hhea + 34);
 	if (f->glyphs == 0 || f->hmetrics == 0 || f->hmetrics > f->glyphs ||
 	    f->hmtx_len < 4 * (size_t)f->hmetrics + 2 * (size_t)(f->glyphs - f->hmetrics))
-		return ttf_fail(err, err_size, "hmtx does not cover the font's %u glyphs",
-				f->glyphs);
+		return errbuf_set(err, err_size, "hmtx does not cover the font's %u glyphs",
+				  f->glyphs);
 	if (loca_len < (f->long_loca ? 4 : 2) * ((size_t)f->glyphs + 1))
-		return ttf_fail(err, err_size, "loca does not cover the font's %u glyphs",
-				f->glyphs);
+		return errbuf_set(err, err_size, "loca does not cover the font's %u glyphs",
+				  f->glyphs);
 	for (unsigned g = 0; g < f->glyphs; g++)
 		if (ttf_loca(f, g) > ttf_loca(f, g + 1) || ttf_loca(f, g + 1) > f->glyf_len)
-			return ttf_fail(err, err_size, "loca entry %u points outside glyf", g);
+			return errbuf_set(err, err_size, "loca entry %u points outside glyf", g);
 	return 0;
 }
 
@@ -396,7 +382,7 @@ fail:
 	ttf_subset_forget(s, new_id);
 	s->count = 0;
 	s->len = 0;
-	return ttf_fail(err, err_size, "cannot subset the font: %s", why);
+	return errbuf_set(err, err_size, "cannot subset the font: %s", why);
 }
 
 void ttf_subset_forget(const struct ttf_subset *s, uint16_t *new_id)
