@@ -11,8 +11,9 @@
  * transaction commits.
  *
  * Writing: audit_submit() copies a row on the loop thread and returns at once; one writer
- * thread commits everything queued in one transaction (one fsync per batch: group commit) and
- * the row's callback then runs on the loop thread with AUDIT_OK, only after COMMIT succeeded.
+ * thread commits everything queued in one transaction (group commit: one WAL fsync per batch,
+ * after the spool segment's when the batch stored responses) and the row's callback then runs
+ * on the loop thread with AUDIT_OK, only after COMMIT succeeded.
  * No commit, no document: a caller delivers nothing before its callback says AUDIT_OK.
  *
  * Never put a name, address, card serial, resident code or My Number in a row: the subject is

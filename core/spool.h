@@ -18,7 +18,7 @@
  * a time.
  *
  * Threads: struct spool belongs to one thread (the audit writer).  spool_read() and
- * spool_path() need no struct spool and may be called from any thread.
+ * spool_name() need no struct spool and may be called from any thread.
  */
 #ifndef MDG_SPOOL_H
 #define MDG_SPOOL_H
@@ -72,7 +72,8 @@ void spool_abandon(struct spool *s);
 /* The id of the open segment, 0 when none is open. */
 uint32_t spool_current(const struct spool *s);
 
-/* Closes the open segment (it expired); a segment nothing was committed to is removed. */
+/* Closes the open segment (full, old, or after a failed sync); one that no committed batch
+ * refers to is removed. */
 void spool_retire(struct spool *s);
 
 /* Removes segment id (closing it first if it is the open one).  0, or -1 with err. */

@@ -1436,6 +1436,33 @@ def group_load(tap, city, sims):
                % (n[0], n[1], want))
     tap.check("load: the audit verifies and holds exactly one ISSUED row, with a distinct "
               "issuance_id, per 201", audit_after_load)
+
+    def open_loop():
+        expect(result.get("p99_by_second_ms", 0) is None,
+               "a closed loop reported p99_by_second_ms %r" % result.get("p99_by_second_ms"))
+        argv = [KIOSK, "--url", "https://127.0.0.1:%d" % d.store_port, "--ca", d.store_ca,
+                "--cert", d.center_cert, "--key", d.center_key, "--cards", city.cards_dir,
+                "--residents", city.residents_path, "--certificate", "residence",
+                "--rate", "40", "--duration", "3", "--connections", "4", "--json",
+                "--timeout", "60"]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        out = json.loads(p.stdout)
+        seconds = out.get("p99_by_second_ms")
+        lat = out.get("latency_ms") or {}
+        tap.diag("open loop: completed %s p99 by second %s latency %s"
+                 % (out.get("completed"), seconds, lat))
+        expect(p.returncode == 0 and out.get("mismatches") == 0, "exit %d, mismatches %r: %s"
+               % (p.returncode, out.get("mismatches"), p.stderr[-600:]))
+        expect(110 <= (out.get("completed") or 0) <= 121,
+               "completed %r, not ~40/s for 3 s" % out.get("completed"))
+        expect(isinstance(seconds, list) and len(seconds) == 3,
+               "p99_by_second_ms %r: not one value per second of a 3 s run" % seconds)
+        expect(all(0 < v <= lat.get("max", 0) for v in seconds),
+               "p99_by_second_ms %r outside (0, max %r]" % (seconds, lat.get("max")))
+        expect(max(seconds) >= lat.get("p50", 0),
+               "every second's p99 %r is below the run's p50 %r" % (seconds, lat.get("p50")))
+    tap.check("load: an open loop (--rate 40 --duration 3) reports the p99 of each of its "
+              "3 seconds, within the run's latencies; a closed loop reports none", open_loop)
     harness.stop_point(tap, d, "load daemon exits 0 on SIGTERM")
 
 

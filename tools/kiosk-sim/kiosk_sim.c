@@ -650,16 +650,20 @@ static int dbl_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Nearest-rank percentile q (0..1] of the sorted latencies; 0 when there are none. */
-static double percentile(const struct stats *s, double q)
+/* The index of the nearest-rank percentile q (0..1] among n > 0 sorted values. */
+static size_t nearest_rank(size_t n, double q)
 {
-	if (s->nlat == 0)
-		return 0;
-	double rank = q * (double)s->nlat;
+	double rank = q * (double)n;
 	size_t k = (size_t)rank;
 	if ((double)k < rank)
 		k++;
-	return s->lat_ms[k == 0 ? 0 : k - 1];
+	return k == 0 ? 0 : k - 1;
+}
+
+/* Nearest-rank percentile q (0..1] of the sorted latencies; 0 when there are none. */
+static double percentile(const struct stats *s, double q)
+{
+	return s->nlat == 0 ? 0 : s->lat_ms[nearest_rank(s->nlat, q)];
 }
 
 /* x >= 0 rounded to 1/scale, for a report a person reads. */
@@ -700,12 +704,8 @@ static json_t *p99_by_second(const struct stats *s)
 		size_t n = 0;
 		while (first + n < s->nlat && all[first + n].second == sec)
 			n++;
-		/* the same rank as percentile() */
-		size_t k = (size_t)(0.99 * (double)n);
-		if ((double)k < 0.99 * (double)n)
-			k++;
 		json_array_append_new(
-		    out, json_real(n ? rounded(all[first + (k ? k - 1 : 0)].ms, 1e3) : 0));
+		    out, json_real(n ? rounded(all[first + nearest_rank(n, 0.99)].ms, 1e3) : 0));
 		first += n;
 	}
 	free(all);
