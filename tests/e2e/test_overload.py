@@ -323,7 +323,9 @@ def run_points(tap, city, sims):
         # PDF, answer) and max_connections connections of ~0.15 MiB (TLS and HTTP buffers).
         limit = int((FLOOD_PENDING * 0.2 + (conns + 64) * 0.15) * 1024)
         if harness.SANITIZERS:
-            limit *= 4
+            # Redzones and shadow memory make each allocation some 3-4 times larger, and the
+            # quarantine holds freed blocks up to its size before they are reused.
+            limit = limit * 4 + harness.ASAN_QUARANTINE_MB * 1024
         expect(peak - base < limit, "peak RSS grew by %d KiB (limit %d KiB)"
                % (peak - base, limit))
         c = Client.for_daemon(d, timeout=15 * SLACK)
