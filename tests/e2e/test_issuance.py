@@ -588,18 +588,17 @@ def group_main(tap, city, sims):
         jobs, meta, results = [], [], []
         took = 0.0
         for k in range(0, len(sample), 10):
-            batch = []
+            t0, batch = time.monotonic(), []
             for r in sample[k:k + 10]:
                 for t in TYPES:
                     body, sent = request_body(t, raw=True)
                     batch.append((city.card(r), body))
                     meta.append((r, t, sent))
-            t0 = time.monotonic()
             results += ic.send_together(d, batch, 4, timeout=30)
             took = max(took, time.monotonic() - t0)
             jobs += batch
-        tap.diag("truth table: %d requests in batches of 70, the slowest batch %.2f s "
-                 "(max_skew 5 s)" % (len(jobs), took))
+        tap.diag("truth table: %d requests in batches of 70, the slowest %.2f s from its "
+                 "stamps to its last answer (max_skew 5 s)" % (len(jobs), took))
         bad = collections.Counter()
         examples = []
         counts = collections.Counter()
