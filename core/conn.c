@@ -323,7 +323,9 @@ static void conn_close(struct conn *c)
 	c->closing = true;
 	if (c->ssl != NULL && c->handshake_done && c->writes_pending == 0) {
 		/* Best effort close_notify, one non-blocking write; the socket closes right after
-		 * either way. */
+		 * either way.  Records the socket did not take (a write that failed mid-flush) are
+		 * dropped first, so that only the alert goes. */
+		(void)BIO_reset(c->net_out);
 		SSL_shutdown(c->ssl);
 		char buf[512];
 		int n = BIO_read(c->net_out, buf, sizeof buf);

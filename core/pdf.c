@@ -8,9 +8,9 @@
  * placeholders in place with the subset's glyph ids: same width, so nothing moves.  Then it writes
  * the objects, each one's offset noted for the xref table.
  *
- * The faces (struct pdf_fonts) are process-wide and read-only once loaded: HarfBuzz fonts and
- * faces may be shaped with and subset from by any number of threads at once.  Everything else
- * belongs to one struct pdf_doc, used by one thread at a time.
+ * The faces (struct pdf_fonts) are process-wide and read-only once loaded: any number of threads
+ * may shape with their HarfBuzz fonts and subset from their ttf.c tables at once.  Everything
+ * else belongs to one struct pdf_doc, used by one thread at a time.
  */
 #include <math.h>
 #include <pthread.h>

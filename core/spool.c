@@ -183,8 +183,7 @@ static int spool_new_segment(struct spool *s, time_t now, char *err, size_t err_
 		uint32_t id = s->next_id++;
 		spool_name(id, name);
 		int fd = openat(s->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		/* A name taken since the listing: never append to a file this spool did not start.
-		 */
+		/* A name taken since the listing: never append to a file not started here. */
 		if (fd < 0 && errno == EEXIST)
 			continue;
 		if (fd < 0)

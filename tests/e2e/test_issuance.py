@@ -1453,10 +1453,14 @@ def group_load(tap, city, sims):
         argv = [KIOSK, "--url", "https://127.0.0.1:%d" % d.store_port, "--ca", d.store_ca,
                 "--cert", d.center_cert, "--key", d.center_key, "--cards", city.cards_dir,
                 "--residents", city.residents_path, "--certificate", "residence",
-                "--rate", "40", "--duration", "3", "--connections", "4", "--json",
+                "--rate", "40", "--duration", "3", "--connections", "8", "--json",
                 "--timeout", "60"]
         p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-        out = json.loads(p.stdout)
+        try:
+            out = json.loads(p.stdout)
+        except ValueError:
+            raise AssertionError("kiosk-sim exit %d, no JSON: %s" % (p.returncode,
+                                                                    p.stderr[-600:]))
         seconds = out.get("p99_by_second_ms")
         lat = out.get("latency_ms") or {}
         tap.diag("open loop: completed %s p99 by second %s latency %s"
