@@ -8,9 +8,8 @@
  * test forks a child that writes until it is sent SIGKILL.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* mkdtemp, nftw, usleep */
+#define _GNU_SOURCE /* usleep */
 #endif
-#include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -35,6 +34,7 @@
 #include <uv.h>
 
 #include "audit.h"
+#include "tmp_dir.h"
 
 static char dir[256];
 static char key_a[300], pub_a[300], key_b[300], pub_b[300];
@@ -64,9 +64,7 @@ static int write_key(EVP_PKEY *key, const char *path, int private)
 static int group_setup(void **state)
 {
 	(void)state;
-	const char *tmp = getenv("TMPDIR");
-	snprintf(dir, sizeof dir, "%s/mdg-audit-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL)
+	if (tmp_dir_make("mdg-audit", dir, sizeof dir) != 0)
 		return -1;
 	snprintf(key_a, sizeof key_a, "%s/checkpoint.key", dir);
 	snprintf(pub_a, sizeof pub_a, "%s/checkpoint.pub", dir);
@@ -86,18 +84,10 @@ static int group_setup(void **state)
 	return rc;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int group_teardown(void **state)
 {
 	(void)state;
-	return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return tmp_dir_remove(dir);
 }
 
 /* A fresh database path for one test. */

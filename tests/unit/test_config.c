@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -24,6 +23,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "tmp_dir.h"
 
 struct fixture {
 	char dir[PATH_MAX];	  /* the temporary directory, without symbolic links */
@@ -55,14 +55,13 @@ static int setup(void **state)
 {
 	static const char *const files[] = {"server.pem", "server.key", "store-ca.pem",
 					    "document.key", "card-ca.pem"};
-	const char *tmp = getenv("TMPDIR");
 	char templ[PATH_MAX], path[PATH_MAX + 32];
 	struct fixture *fx = calloc(1, sizeof *fx);
 	if (fx == NULL)
 		return -1;
 	*state = fx;
-	snprintf(templ, sizeof templ, "%s/mdg-config-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (mkdtemp(templ) == NULL || realpath(templ, fx->dir) == NULL)
+	if (tmp_dir_make("mdg-config", templ, sizeof templ) != 0 ||
+	    realpath(templ, fx->dir) == NULL)
 		return -1;
 	snprintf(fx->file, sizeof fx->file, "%s/madoguchi.yaml", fx->dir);
 	snprintf(path, sizeof path, "%s/pki", fx->dir);
@@ -78,14 +77,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* Removes the fixture; copes with a partial one, as setup stores it before it can fail. */
 static int teardown(void **state)
 {
@@ -94,7 +85,7 @@ static int teardown(void **state)
 	if (fx == NULL)
 		return 0;
 	if (fx->dir[0] != '\0')
-		rc = nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		rc = tmp_dir_remove(fx->dir);
 	free(fx);
 	return rc;
 }

@@ -5,10 +5,6 @@
  * files themselves: where bytes land, what a failed batch leaves, which segments are closed,
  * removed or kept.  The audit store's use of the spool is tested in test_audit.c.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* mkdtemp, nftw */
-#endif
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,29 +19,20 @@
 #include <cmocka.h>
 
 #include "spool.h"
+#include "tmp_dir.h"
 
 static char dir[256];
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int setup(void **state)
 {
 	(void)state;
-	const char *tmp = getenv("TMPDIR");
-	snprintf(dir, sizeof dir, "%s/mdg-spool-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	return mkdtemp(dir) == NULL ? -1 : 0;
+	return tmp_dir_make("mdg-spool", dir, sizeof dir);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	return nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+	return tmp_dir_remove(dir);
 }
 
 /* The spool directory of a test (inside its temporary directory, made by spool_open). */

@@ -2,17 +2,15 @@
  * tmp_db.c: a temporary directory with one SQLite file (contract in tmp_db.h).
  */
 #include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include "tmp_db.h"
+#include "tmp_dir.h"
 
 static char tmp_dir[96], tmp_path[160];
 
 const char *tmp_db_make(const char *prefix, const char *name)
 {
-	snprintf(tmp_dir, sizeof tmp_dir, "/tmp/%s-XXXXXX", prefix);
-	if (mkdtemp(tmp_dir) == NULL)
+	if (tmp_dir_make(prefix, tmp_dir, sizeof tmp_dir) != 0)
 		return NULL;
 	snprintf(tmp_path, sizeof tmp_path, "%s/%s", tmp_dir, name);
 	return tmp_path;
@@ -20,11 +18,5 @@ const char *tmp_db_make(const char *prefix, const char *name)
 
 void tmp_db_remove(void)
 {
-	char path[192];
-	static const char *const suffixes[] = {"", "-wal", "-shm"};
-	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-		snprintf(path, sizeof path, "%s%s", tmp_path, suffixes[i]);
-		unlink(path);
-	}
-	rmdir(tmp_dir);
+	(void)tmp_dir_remove(tmp_dir);
 }
